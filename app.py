@@ -1,0 +1,64 @@
+"""WSGI entry point and app factory: `create_app()` wires the Flask server, the API
+blueprint, the Dash UI and the CLI. Importing this module does nothing else.
+
+    flask --app app ess --help          # CLI
+    gunicorn "app:create_app()"         # production
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import dash
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent
+
+
+def create_app(settings: Any = None, **overrides: Any) -> Flask:
+    """Build the portal: Flask server with the API, the Dash UI and the `ess` CLI.
+
+    `settings` is a services.settings.Settings; `overrides` are ESS_* names (tests).
+    """
+    from api.errors import register_error_handlers
+    from api.routes import bp as api_bp
+    from cli import ess_cli
+    from services.portal import Portal
+    from services.settings import load_settings
+
+    settings = settings or load_settings(**overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = Flask(__name__)
+    portal = Portal(settings)
+    server.extensions["ess"] = portal
+    server.config["SECRET_KEY"] = None  # set lazily by the auth layer (issue #7)
+    register_error_handlers(server)
+    server.register_blueprint(api_bp)
+    server.cli.add_command(ess_cli)
+    if not settings.auth:
+        logging.getLogger("ess").warning("access control is OFF (ESS_AUTH=off): every route is open; "
+                                         "set ESS_AUTH=on for any shared deployment")
+    _create_dash(server)
+    return server
+
+
+def _create_dash(server: Flask) -> dash.Dash:
+    """The Dash UI on the same server; stylesheets are vendored under assets/ (offline)."""
+    app = dash.Dash(
+        __name__,
+        server=server,
+        use_pages=True,
+        pages_folder=str(ROOT / "pages"),
+        assets_folder=str(ROOT / "assets"),
+        title="ESS operating-data portal",
+        update_title=None,
+        serve_locally=True,
+    )
+    from components.layout import make_shell
+
+    app.layout = make_shell(dash.page_registry.values())
+    server.extensions["dash"] = app
+    return app
+

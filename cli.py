@@ -1,0 +1,190 @@
+"""The `ess` command group on the Flask CLI (`flask --app app ess --help`).
+
+Adapters only: parse options, call services, print results; errors are printed as one
+clear line (with file and line where a file is at fault) and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from services.errors import EssError
+from services.portal import Portal
+from services.registry import Site, demo_sites, format_registry
+
+
+def _portal() -> Portal:
+    portal: Portal = current_app.extensions["ess"]
+    return portal
+
+
+def _parse_sites(value: str | None, available: list[int]) -> list[int]:
+    if not value:
+        return available
+    try:
+        chosen = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected a comma list of site ids such as 1,2") from None
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise click.BadParameter(f"unknown site id(s) {unknown}; known: {available}")
+    return chosen
+
+
+def _fail(exc: EssError) -> None:
+    click.secho(f"error: {exc.detail}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group("ess")
+def ess_cli() -> None:
+    """ESS portal commands: demo data, schema, ingestion."""
+
+
+@ess_cli.command("sites")
+@with_appcontext
+def sites_command() -> None:
+    """List the registered sites."""
+    try:
+        for s in _portal().registry.sites:
+            racks = sum(len(b.racks) for b in s.banks)
+            click.echo(f"{s.id}\t{s.name}\t{len(s.banks)} bank(s), {racks} racks\t{s.database_url} {s.schema}")
+    except EssError as exc:
+        _fail(exc)
+
+
+@ess_cli.command("create-schema")
+@click.option("--sites", "site_ids", help="Comma list of site ids (default: all).")
+@with_appcontext
+def create_schema_command(site_ids: str | None) -> None:
+    """Create the tables and indexes of registered sites (idempotent)."""
+    portal = _portal()
+    try:
+        for sid in _parse_sites(site_ids, list(portal.registry.site_ids)):
+            portal.store(sid).create_schema()
+            click.echo(f"site {sid}: tables ready")
+    except EssError as exc:
+        _fail(exc)
+
+
+def _demo_window(start: date | None, days: int, tz: Any, now: datetime) -> tuple[datetime, datetime]:
+    """[start, start+days) for a fixed window, else the last `days` whole days up to now."""
+    if start is not None:
+        begin = datetime.combine(start, time(0), tzinfo=tz)
+        return begin, begin + timedelta(days=days)
+    local_now = now.astimezone(tz).replace(microsecond=0)
+    begin = datetime.combine(local_now.date() - timedelta(days=days), time(0), tzinfo=tz)
+    return begin, local_now
+
+
+@ess_cli.command("demo")
+@click.option("--days", default=2, show_default=True, type=click.IntRange(1, 400), help="Days of data.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]),
+              help="First day of a fixed window; default: the last --days days up to now.")
+@click.option("--sites", "site_ids", help="Comma list of demo site ids (default: 1,2,3).")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same data).")
+@click.option("--url", help="SQLAlchemy URL of a PostgreSQL database: one schema per site (site1, site2, ...).")
+@click.option("--if-absent", is_flag=True, help="Do nothing when the registry already exists.")
+@click.option("--live", is_flag=True, help="After generating, keep appending one row per second until Ctrl-C.")
+@with_appcontext
+def demo_command(days: int, start: datetime | None, site_ids: str | None, seed: int, url: str | None,
+                 if_absent: bool, live: bool) -> None:
+    """Write the demo registry and generate realistic 1 Hz data for the demo sites."""
+    from services.generator import run_live, write_demo
+
+    portal = _portal()
+    settings = portal.settings
+    if if_absent and settings.registry_path.exists():
+        click.echo(f"demo data present ({settings.registry_path}); skipping generation")
+        return
+    settings.registry_path.parent.mkdir(parents=True, exist_ok=True)
+    ids = _parse_sites(site_ids, [1, 2, 3])
+    if url:
+        sites = demo_sites(url, "site{id}")
+    else:
+        sites = demo_sites(f"sqlite:///{settings.data_dir}/site{{id}}.sqlite")
+    now = datetime.now().astimezone()
+    plan: list[tuple[Site, datetime, datetime]] = []
+    for site in sites:
+        if site.id in ids:
+            begin, end = _demo_window(start.date() if start else None, days, site.tz, now)
+            plan.append((dataclasses.replace(site, demo_anchor=begin.date()), begin, end))
+    try:
+        for site, begin, end in plan:
+            click.echo(f"site {site.id} ({site.name}): {begin.isoformat()} → {end.isoformat()}")
+            results = write_demo(site, begin, end, seed=seed, progress=True)
+            click.echo("  " + ", ".join(f"{c}: {r.written:,} rows" for c, r in results.items()))
+        settings.registry_path.write_text(format_registry([p[0] for p in plan]), encoding="utf-8")
+        click.echo(f"registry written: {settings.registry_path}")
+        portal.reload_registry()
+    except EssError as exc:
+        _fail(exc)
+    if live:
+        stop = threading.Event()
+        click.echo("live mode: appending one row per second (Ctrl-C to stop)")
+        try:
+            run_live(list(portal.registry.sites), stop, seed=seed)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@ess_cli.command("ingest")
+@click.option("--site", "site_id", required=True, type=int, help="Site id.")
+@click.option("--component", type=click.Choice(["bank", "rack", "pcs", "etc"]),
+              help="Target table (default: from the file name, e.g. 20220901_rack.csv).")
+@click.option("--skip-bad-rows", is_flag=True, help="Write good rows and put bad ones in a reject file.")
+@click.option("--reject-file", type=click.Path(dir_okay=False, path_type=Path), help="Where rejected rows go.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def ingest_command(site_id: int, component: str | None, skip_bad_rows: bool, reject_file: Path | None,
+                   files: tuple[Path, ...]) -> None:
+    """Load CSV or Parquet files into a site's table (idempotent upsert, all-or-nothing per file)."""
+    from services.ingest import ingest_file
+
+    portal = _portal()
+    failed = 0
+    try:
+        site = portal.registry.get_site(site_id)
+    except EssError as exc:
+        _fail(exc)
+        return
+    for path in files:
+        try:
+            report = ingest_file(site, component, path, skip_bad_rows=skip_bad_rows, reject_path=reject_file)
+            click.echo(report.format_summary())
+        except EssError as exc:
+            failed += 1
+            click.secho(f"error: {exc.detail}", fg="red", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@ess_cli.command("serve")
+@click.option("--live/--no-live", default=None, help="Append demo rows every second (default: ESS_LIVE).")
+@with_appcontext
+def serve_command(live: bool | None) -> None:
+    """Serve the portal on ESS_HOST:ESS_PORT (development server; use gunicorn in production)."""
+    from services.generator import run_live
+
+    portal = _portal()
+    settings = portal.settings
+    stop = threading.Event()
+    if (settings.live if live is None else live) and portal.has_registry():
+        thread = threading.Thread(target=run_live, args=(list(portal.registry.sites), stop), daemon=True,
+                                  name="ess-live")
+        thread.start()
+        click.echo("live mode on: one new row per second per component")
+    click.echo(f"serving on http://{settings.host}:{settings.port}/")
+    try:
+        current_app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
+    finally:
+        stop.set()

@@ -1,0 +1,1 @@
+"""Domain logic of the ESS portal: no Flask, no Dash (see docs/ARCHITECTURE.md)."""

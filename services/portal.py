@@ -1,0 +1,69 @@
+"""The portal context: settings, registry, site stores and the app database, built once
+per process by the app factory and handed to adapters (no module globals)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from services.appdb import get_or_create_secret, open_app_db
+from services.errors import ConfigError
+from services.registry import Registry, load_registry
+from services.settings import Settings
+from services.storage import SiteStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Portal:
+    settings: Settings
+    _registry: Registry | None = None
+    _stores: dict[int, SiteStore] = field(default_factory=dict)
+    _app_db: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def registry(self) -> Registry:
+        """The site registry, loaded on first use (ConfigError if missing or invalid)."""
+        with self._lock:
+            if self._registry is None:
+                self._registry = load_registry(self.settings.registry_path)
+            return self._registry
+
+    def has_registry(self) -> bool:
+        try:
+            _ = self.registry
+        except ConfigError:
+            return False
+        return True
+
+    def reload_registry(self) -> None:
+        with self._lock:
+            self._registry = None
+            self._stores.clear()
+
+    def store(self, site_id: int) -> SiteStore:
+        """The SiteStore of a site (NotFound for an unknown id)."""
+        site = self.registry.get_site(site_id)
+        with self._lock:
+            store = self._stores.get(site_id)
+            if store is None:
+                store = SiteStore(site, self.settings.pool_size)
+                self._stores[site_id] = store
+            return store
+
+    @property
+    def app_db(self) -> Engine:
+        if self._app_db is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self._app_db = open_app_db(self.settings.app_db_url)
+        return self._app_db
+
+    def secret(self, name: str) -> str:
+        """A setting's secret, or one generated once and kept in the app database."""
+        configured = {"deid": self.settings.deid_secret, "session": self.settings.secret_key}.get(name, "")
+        return configured or get_or_create_secret(self.app_db, f"secret.{name}")

@@ -1,0 +1,284 @@
+"""Storage: one SQLAlchemy Core engine per database URL, site tables created from the
+catalogue or reflected from an existing database, and the one bulk write path used by
+the generator and by ingestion (idempotent upsert on the natural key).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from services import catalogue
+from services.dialect import EpochTime, time_type
+from services.errors import ConfigError, NotFound, Unavailable
+from services.registry import COMPONENTS, Site
+
+log = logging.getLogger(__name__)
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def get_engine(url: str, pool_size: int = 5) -> Engine:
+    """The process-wide engine for `url` (created once; pre-ping on PostgreSQL)."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                engine = sa.create_engine(url)
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests, forked workers)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def key_columns(component: str, column_names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Natural key of a component table: timestamp, then bank and rack where present."""
+    upper = {c.upper(): c for c in column_names}
+    key = [upper["TIMESTAMP"]]
+    if "BANK_ID" in upper:
+        key.append(upper["BANK_ID"])
+    if component == "rack" and "RACK_ID" in upper:
+        key.append(upper["RACK_ID"])
+    return tuple(key)
+
+
+def _sa_type(kind: str, dialect_name: str) -> sa.types.TypeEngine[Any]:
+    if kind == "timestamp":
+        return time_type(dialect_name)
+    if kind == "int":
+        return sa.Integer()
+    if kind == "json":
+        return sa.JSON()
+    return sa.Double()
+
+
+@dataclass
+class WriteResult:
+    rows_in: int = 0
+    written: int = 0
+    duplicates: int = 0
+
+    def add(self, other: WriteResult) -> None:
+        self.rows_in += other.rows_in
+        self.written += other.written
+        self.duplicates += other.duplicates
+
+
+class SiteStore:
+    """The tables of one site: creation, reflection and bulk writes."""
+
+    def __init__(self, site: Site, pool_size: int = 5) -> None:
+        self.site = site
+        self.engine = get_engine(site.database_url, pool_size)
+        self.dialect = self.engine.dialect.name
+        self.schema = site.schema or None
+        self._tables: dict[str, sa.Table] = {}
+        self._lock = threading.Lock()
+
+    # ----- schema -------------------------------------------------------------------
+    def build_table(self, component: str, metadata: sa.MetaData | None = None) -> sa.Table:
+        """The table definition for a component from the catalogue variant."""
+        variant = self.site.column_sets.get(component)
+        if variant is None:
+            raise ConfigError(f"site {self.site.id}: no column set for {component}")
+        fields = catalogue.get_fields(component, variant)
+        md = metadata or sa.MetaData(schema=self.schema)
+        name = self.site.tables[component]
+        required = ("TIMESTAMP", "BANK_ID", "RACK_ID")
+        cols = [sa.Column(f.name, _sa_type(f.kind, self.dialect), nullable=f.name not in required) for f in fields]
+        table = sa.Table(name, md, *cols, schema=self.schema)
+        key = key_columns(component, [f.name for f in fields])
+        sa.Index(f"{name}_key", *[table.c[k] for k in key], unique=True)
+        if len(key) > 1:  # one rack (or bank) over a range, and the latest row per rack
+            sa.Index(f"{name}_entity_time", *[table.c[k] for k in key[1:]], table.c[key[0]])
+        return table
+
+    def create_schema(self) -> None:
+        """Create the site's tables and indexes if absent (schema too on PostgreSQL);
+        hypertables when TimescaleDB is installed."""
+        md = sa.MetaData(schema=self.schema)
+        tables = [self.build_table(c, md) for c in COMPONENTS if c in self.site.column_sets]
+        with self.engine.begin() as conn:
+            if self.schema and self.dialect == "postgresql":
+                conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+            md.create_all(conn)
+            if self.dialect == "postgresql" and has_timescaledb(conn):
+                for t in tables:
+                    conn.execute(sa.text("SELECT create_hypertable(:t, 'TIMESTAMP', if_not_exists => TRUE, "
+                                         "migrate_data => TRUE)"), {"t": _qualified(t)})
+        self._tables.clear()
+
+    def drop_schema(self) -> None:
+        """Drop the site's tables (tests and `ess demo --fresh` only)."""
+        md = sa.MetaData(schema=self.schema)
+        for c in COMPONENTS:
+            if c in self.site.column_sets:
+                self.build_table(c, md)
+        with self.engine.begin() as conn:
+            md.drop_all(conn)
+        self._tables.clear()
+
+    def table(self, component: str) -> sa.Table:
+        """The reflected table of a component; NotFound if the site has none."""
+        if component not in COMPONENTS:
+            raise NotFound(f"unknown component {component!r}", code="component_not_found")
+        with self._lock:
+            cached = self._tables.get(component)
+            if cached is not None:
+                return cached
+            name = self.site.tables.get(component)
+            if not name:
+                raise NotFound(f"site {self.site.id} has no {component} table", code="component_not_found")
+            try:
+                table = sa.Table(name, sa.MetaData(), autoload_with=self.engine, schema=self.schema)
+            except sa.exc.NoSuchTableError:
+                raise NotFound(f"site {self.site.id}: table {name!r} does not exist "
+                               "(run `flask --app app ess create-schema`)", code="table_missing") from None
+            except sa.exc.OperationalError as exc:
+                raise Unavailable(f"site {self.site.id} database is unreachable", code="database_unavailable") from exc
+            ts = _find(table, "TIMESTAMP")
+            if self.dialect == "sqlite" and isinstance(ts.type, sa.Integer):
+                ts.type = EpochTime()
+            self._tables[component] = table
+            return table
+
+    def fields(self, component: str) -> list[catalogue.Field]:
+        """Catalogue entries of the reflected columns, in table order."""
+        variant = self.site.column_sets.get(component, "")
+        return [catalogue.describe(component, variant, c.name) for c in self.table(component).columns]
+
+    # ----- writes -------------------------------------------------------------------
+    def write_frame(self, component: str, frame: pd.DataFrame,
+                    progress: Callable[[int], None] | None = None, chunk_rows: int = 50_000) -> WriteResult:
+        """Upsert `frame` (columns named as the table's, TIMESTAMP tz-aware) on the
+        natural key, in one transaction: either every row is written or none.
+
+        Rows that repeat a key inside the frame are collapsed (the last wins) and counted
+        as duplicates. `progress(n)` is called after each chunk of n rows.
+        """
+        table = self.table(component)
+        names = {c.name.upper(): c.name for c in table.columns}
+        frame = frame.rename(columns={c: names[c.upper()] for c in frame.columns if c.upper() in names})
+        unknown = [c for c in frame.columns if c not in table.columns]
+        if unknown:
+            raise ConfigError(f"columns not in {table.name}: {', '.join(map(str, unknown))}")
+        key = key_columns(component, [c.name for c in table.columns])
+        result = WriteResult(rows_in=len(frame))
+        dup = frame.duplicated(list(key), keep="last")
+        result.duplicates = int(dup.sum())
+        if result.duplicates:
+            frame = frame.loc[~dup]
+        if frame.empty:
+            return result
+        cols = list(frame.columns)
+        json_cols = [c for c in cols if isinstance(table.c[c].type, sa.JSON)]
+        with self.engine.begin() as conn:
+            for start in range(0, len(frame), chunk_rows):
+                part = frame.iloc[start:start + chunk_rows]
+                if self.dialect == "sqlite":
+                    self._write_sqlite(conn, table, part, cols, key, json_cols)
+                else:
+                    self._write_postgres(conn, table, part, cols, key)
+                if progress:
+                    progress(len(part))
+        result.written = len(frame)
+        return result
+
+    def _write_sqlite(self, conn: sa.Connection, table: sa.Table, part: pd.DataFrame,
+                      cols: list[str], key: tuple[str, ...], json_cols: list[str]) -> None:
+        columns = []
+        for c in cols:
+            s = part[c]
+            if c.upper() == "TIMESTAMP":
+                columns.append((s.astype("int64") // 10**9 if s.dtype.kind == "M" else s).tolist())
+            elif c in json_cols:
+                columns.append([v if v is None or isinstance(v, str) else json.dumps(v) for v in s.tolist()])
+            elif s.dtype.kind == "f":
+                columns.append(s.astype(object).where(s.notna(), None).tolist())
+            else:
+                columns.append(s.tolist())
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        marks = ", ".join("?" for _ in cols)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in key)
+        sql = (f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks}) '
+               f'ON CONFLICT ({", ".join(chr(34) + k + chr(34) for k in key)}) DO '
+               + (f"UPDATE SET {updates}" if updates else "NOTHING"))
+        raw = conn.connection.driver_connection
+        raw.executemany(sql, list(zip(*columns, strict=False)))
+
+    def _write_postgres(self, conn: sa.Connection, table: sa.Table, part: pd.DataFrame,
+                        cols: list[str], key: tuple[str, ...]) -> None:
+        buf = io.StringIO()
+        out = part.copy()
+        for c in cols:
+            if out[c].dtype.kind == "M":
+                out[c] = out[c].dt.strftime("%Y-%m-%d %H:%M:%S+00")
+            elif out[c].dtype == object:
+                out[c] = [v if v is None or isinstance(v, str) else json.dumps(v) for v in out[c]]
+        out.to_csv(buf, index=False, header=False, na_rep="")
+        buf.seek(0)
+        qt = _qualified(table)
+        tmp = f"_ess_load_{table.name}"
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in cols if c not in key)
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{tmp}" (LIKE {qt} INCLUDING DEFAULTS) ON COMMIT DROP')
+            cur.execute(f'TRUNCATE "{tmp}"')
+            cur.copy_expert(f'COPY "{tmp}" ({quoted}) FROM STDIN WITH (FORMAT csv)', buf)
+            cur.execute(f'INSERT INTO {qt} ({quoted}) SELECT {quoted} FROM "{tmp}" '
+                        f'ON CONFLICT ({", ".join(chr(34) + k + chr(34) for k in key)}) DO '
+                        + (f"UPDATE SET {updates}" if updates else "NOTHING"))
+
+
+def _find(table: sa.Table, name: str) -> sa.Column[Any]:
+    for c in table.columns:
+        if c.name.upper() == name:
+            return c
+    raise ConfigError(f"table {table.name} has no {name} column")
+
+
+def _qualified(table: sa.Table) -> str:
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+
+
+def has_timescaledb(conn: sa.Connection) -> bool:
+    """True when the TimescaleDB extension is available on this PostgreSQL server."""
+    row = conn.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).first()
+    if row is None:
+        return False
+    conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
+    return True
+
+
+def nan_to_none(values: np.ndarray) -> list[Any]:
+    """Python list with NaN replaced by None (for drivers that do not map NaN to NULL)."""
+    return pd.Series(values).astype(object).where(pd.notna(values), None).tolist()
