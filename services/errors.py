@@ -50,6 +50,15 @@ class Unavailable(EssError):
 
 
 @dataclass
+class WriteError(EssError):
+    """The database refused a write; nothing of that call was stored."""
+
+    code: str = "write_failed"
+    status: int = 500
+    title: str = "Write failed"
+
+
+@dataclass
 class IngestError(EssError):
     """A file that failed validation; `detail` names file, line and column."""
 

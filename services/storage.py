@@ -9,21 +9,33 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services import catalogue
 from services.dialect import EpochTime, time_type
-from services.errors import ConfigError, NotFound, Unavailable
+from services.errors import ConfigError, NotFound, Unavailable, WriteError
 from services.registry import COMPONENTS, Site
 
+try:  # Arrow-native bulk loads into SQLite (optional: executemany otherwise)
+    import adbc_driver_manager
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    ADBC_ERRORS: tuple[type[BaseException], ...] = (adbc_driver_manager.Error,)
+except ImportError:  # pragma: no cover
+    adbc_sqlite = None
+    ADBC_ERRORS = ()
+
 log = logging.getLogger(__name__)
+
+BULK_MIN_ROWS = 20_000  # below this, executemany on the pooled connection is cheaper
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -102,6 +114,7 @@ class SiteStore:
         self.schema = site.schema or None
         self._tables: dict[str, sa.Table] = {}
         self._lock = threading.Lock()
+        self._bulk: set[str] = set()
 
     # ----- schema -------------------------------------------------------------------
     def build_table(self, component: str, metadata: sa.MetaData | None = None) -> sa.Table:
@@ -176,13 +189,44 @@ class SiteStore:
         return [catalogue.describe(component, variant, c.name) for c in self.table(component).columns]
 
     # ----- writes -------------------------------------------------------------------
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Fill empty tables fast: their indexes are dropped on entry and rebuilt on exit,
+        and writes inside append without conflict checks. Tables that already hold rows
+        keep their indexes and are upserted as usual. For the demo generator only: the
+        caller must not write the same key twice inside the block."""
+        md = sa.MetaData(schema=self.schema)
+        empty = []
+        for comp in COMPONENTS:
+            if comp not in self.site.column_sets:
+                continue
+            table = self.table(comp)
+            with self.engine.connect() as conn:
+                if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is None:
+                    empty.append(comp)
+        built = {c: self.build_table(c, md) for c in empty}
+        with self.engine.begin() as conn:
+            for table in built.values():
+                for index in table.indexes:
+                    index.drop(conn, checkfirst=True)
+        self._bulk = set(empty)
+        try:
+            yield
+        finally:
+            self._bulk = set()
+            with self.engine.begin() as conn:
+                for table in built.values():
+                    for index in table.indexes:
+                        index.create(conn, checkfirst=True)
+
     def write_frame(self, component: str, frame: pd.DataFrame,
                     progress: Callable[[int], None] | None = None, chunk_rows: int = 50_000) -> WriteResult:
         """Upsert `frame` (columns named as the table's, TIMESTAMP tz-aware) on the
         natural key, in one transaction: either every row is written or none.
 
         Rows that repeat a key inside the frame are collapsed (the last wins) and counted
-        as duplicates. `progress(n)` is called after each chunk of n rows.
+        as duplicates. `progress(n)` is called after each chunk of n rows. Raises
+        ConfigError for columns the table lacks and WriteError when the database refuses.
         """
         table = self.table(component)
         names = {c.name.upper(): c.name for c in table.columns}
@@ -198,65 +242,119 @@ class SiteStore:
             frame = frame.loc[~dup]
         if frame.empty:
             return result
-        cols = list(frame.columns)
-        json_cols = [c for c in cols if isinstance(table.c[c].type, sa.JSON)]
-        with self.engine.begin() as conn:
-            for start in range(0, len(frame), chunk_rows):
-                part = frame.iloc[start:start + chunk_rows]
-                if self.dialect == "sqlite":
-                    self._write_sqlite(conn, table, part, cols, key, json_cols)
-                else:
-                    self._write_postgres(conn, table, part, cols, key)
-                if progress:
-                    progress(len(part))
+        frame = self._prepare(table, frame)
+        append = component in self._bulk
+        try:
+            if self.dialect == "sqlite" and (len(frame) >= BULK_MIN_ROWS or append) and adbc_sqlite is not None:
+                self._write_sqlite_bulk(table, frame, key, append, chunk_rows, progress)
+            else:
+                with self.engine.begin() as conn:
+                    for start in range(0, len(frame), chunk_rows):
+                        part = frame.iloc[start:start + chunk_rows]
+                        if self.dialect == "sqlite":
+                            self._write_sqlite(conn, table, part, key)
+                        else:
+                            self._write_postgres(conn, table, part, key, append)
+                        if progress:
+                            progress(len(part))
+        except (self.engine.dialect.loaded_dbapi.Error, *ADBC_ERRORS) as exc:
+            raise WriteError(f"site {self.site.id} {component}: the database refused the rows "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0]}); nothing was written") from exc
         result.written = len(frame)
         return result
 
-    def _write_sqlite(self, conn: sa.Connection, table: sa.Table, part: pd.DataFrame,
-                      cols: list[str], key: tuple[str, ...], json_cols: list[str]) -> None:
+    def _prepare(self, table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
+        """Driver-ready values: NULL-able ints as Int64, JSON as text, and on SQLite the
+        time as epoch seconds."""
+        out = frame.copy()
+        for c in out.columns:
+            col_type = table.c[c].type
+            if isinstance(col_type, (sa.JSON, sa.types.JSON)):
+                out[c] = [v if v is None or isinstance(v, str) else json.dumps(v) for v in out[c].tolist()]
+            elif isinstance(col_type, sa.Integer) and c.upper() != "TIMESTAMP" and out[c].dtype.kind == "f":
+                out[c] = out[c].astype("Int64")  # integer columns holding NULLs arrive as floats
+        ts = _find(table, "TIMESTAMP").name
+        if self.dialect == "sqlite" and out[ts].dtype.kind == "M":
+            out[ts] = out[ts].astype("int64") // 10**9
+        return out
+
+    def _write_sqlite(self, conn: sa.Connection, table: sa.Table, part: pd.DataFrame, key: tuple[str, ...]) -> None:
+        cols = list(part.columns)
         columns = []
         for c in cols:
             s = part[c]
-            if c.upper() == "TIMESTAMP":
-                columns.append((s.astype("int64") // 10**9 if s.dtype.kind == "M" else s).tolist())
-            elif c in json_cols:
-                columns.append([v if v is None or isinstance(v, str) else json.dumps(v) for v in s.tolist()])
-            elif s.dtype.kind == "f":
+            if s.dtype.kind == "f" or str(s.dtype) == "Int64":
                 columns.append(s.astype(object).where(s.notna(), None).tolist())
             else:
                 columns.append(s.tolist())
-        quoted = ", ".join(f'"{c}"' for c in cols)
-        marks = ", ".join("?" for _ in cols)
-        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in key)
-        sql = (f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks}) '
-               f'ON CONFLICT ({", ".join(chr(34) + k + chr(34) for k in key)}) DO '
-               + (f"UPDATE SET {updates}" if updates else "NOTHING"))
         raw = conn.connection.driver_connection
-        raw.executemany(sql, list(zip(*columns, strict=False)))
+        raw.executemany(_upsert_sql(f'"{table.name}"', "VALUES (" + ", ".join("?" for _ in cols) + ")", cols, key),
+                        list(zip(*columns, strict=True)))
+
+    def _write_sqlite_bulk(self, table: sa.Table, frame: pd.DataFrame, key: tuple[str, ...], append: bool,
+                           chunk_rows: int, progress: Callable[[int], None] | None) -> None:
+        """Arrow-native bulk path (ADBC): 2-3x faster than executemany on wide tables.
+        Used by CLI bulk loads only; pooled sqlite3 connections of this process are closed
+        first, because two SQLite libraries must not hold the same file open at once."""
+        assert adbc_sqlite is not None
+        self.engine.dispose()
+        path = self.engine.url.database
+        cols = list(frame.columns)
+        target = "temp._ess_load" if not append else f'"{table.name}"'
+        with adbc_sqlite.connect(path, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(frame), chunk_rows):
+                    arrow = pa.Table.from_pandas(frame.iloc[start:start + chunk_rows], preserve_index=False)
+                    if append:
+                        cur.adbc_ingest(table.name, arrow, mode="append")
+                    else:
+                        cur.adbc_ingest("_ess_load", arrow, mode="create" if start == 0 else "append", temporary=True)
+                    if progress:
+                        progress(arrow.num_rows)
+                if not append:
+                    quoted = ", ".join(f'"{c}"' for c in cols)
+                    cur.execute(_upsert_sql(f'"{table.name}"', f"SELECT {quoted} FROM {target} WHERE true", cols, key))
+                    cur.execute(f"DROP TABLE {target}")
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
     def _write_postgres(self, conn: sa.Connection, table: sa.Table, part: pd.DataFrame,
-                        cols: list[str], key: tuple[str, ...]) -> None:
+                        key: tuple[str, ...], append: bool) -> None:
+        """COPY into a temporary table, then one upsert (or COPY straight in when appending)."""
+        cols = list(part.columns)
         buf = io.StringIO()
         out = part.copy()
         for c in cols:
             if out[c].dtype.kind == "M":
                 out[c] = out[c].dt.strftime("%Y-%m-%d %H:%M:%S+00")
-            elif out[c].dtype == object:
-                out[c] = [v if v is None or isinstance(v, str) else json.dumps(v) for v in out[c]]
         out.to_csv(buf, index=False, header=False, na_rep="")
         buf.seek(0)
         qt = _qualified(table)
         tmp = f"_ess_load_{table.name}"
         quoted = ", ".join(f'"{c}"' for c in cols)
-        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in cols if c not in key)
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
+            if append:
+                cur.copy_expert(f"COPY {qt} ({quoted}) FROM STDIN WITH (FORMAT csv)", buf)
+                return
             cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{tmp}" (LIKE {qt} INCLUDING DEFAULTS) ON COMMIT DROP')
             cur.execute(f'TRUNCATE "{tmp}"')
             cur.copy_expert(f'COPY "{tmp}" ({quoted}) FROM STDIN WITH (FORMAT csv)', buf)
-            cur.execute(f'INSERT INTO {qt} ({quoted}) SELECT {quoted} FROM "{tmp}" '
-                        f'ON CONFLICT ({", ".join(chr(34) + k + chr(34) for k in key)}) DO '
-                        + (f"UPDATE SET {updates}" if updates else "NOTHING"))
+            cur.execute(_upsert_sql(qt, f'SELECT {quoted} FROM "{tmp}"', cols, key))
+
+
+def _upsert_sql(target: str, source: str, cols: list[str], key: tuple[str, ...]) -> str:
+    """INSERT ... ON CONFLICT (key) DO UPDATE: the one upsert statement (SQLite and
+    PostgreSQL spell it alike). Identifiers come from the reflected table, never a request."""
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in key)
+    conflict = ", ".join(f'"{k}"' for k in key)
+    action = f"UPDATE SET {updates}" if updates else "NOTHING"
+    return f"INSERT INTO {target} ({quoted}) {source} ON CONFLICT ({conflict}) DO {action}"
 
 
 def _find(table: sa.Table, name: str) -> sa.Column[Any]:
@@ -278,7 +376,3 @@ def has_timescaledb(conn: sa.Connection) -> bool:
     conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
     return True
 
-
-def nan_to_none(values: np.ndarray) -> list[Any]:
-    """Python list with NaN replaced by None (for drivers that do not map NaN to NULL)."""
-    return pd.Series(values).astype(object).where(pd.notna(values), None).tolist()
