@@ -22,8 +22,13 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
 
     `settings` is a services.settings.Settings; `overrides` are ESS_* names (tests).
     """
+    from api.caching import install_caching
+    from api.docs import bp as docs_bp
+    from api.downloads import bp as downloads_bp
     from api.errors import register_error_handlers
     from api.routes import bp as api_bp
+    from api.stats import bp as stats_bp
+    from api.telemetry import bp as telemetry_bp
     from cli import ess_cli
     from services.portal import Portal
     from services.settings import load_settings
@@ -35,7 +40,14 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
     server.extensions["ess"] = portal
     server.config["SECRET_KEY"] = None  # set lazily by the auth layer (issue #7)
     register_error_handlers(server)
+    server.json.sort_keys = False  # type: ignore[attr-defined]  # keep the table's column order
+    server.json.ensure_ascii = False  # type: ignore[attr-defined]  # Korean names as text
+    install_caching(server, settings)
     server.register_blueprint(api_bp)
+    server.register_blueprint(telemetry_bp)
+    server.register_blueprint(stats_bp)
+    server.register_blueprint(downloads_bp)
+    server.register_blueprint(docs_bp)
     server.cli.add_command(ess_cli)
     if not settings.auth:
         logging.getLogger("ess").warning("access control is OFF (ESS_AUTH=off): every route is open; "

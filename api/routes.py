@@ -1,4 +1,4 @@
-"""API routes: health and discovery (the operating-data routes come with issue #3)."""
+"""Health, readiness and discovery routes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
+from api.errors import problem_response
+from api.spec import route
+from services.errors import NotFound
 from services.portal import Portal
 from services.sites import describe_site, list_sites
 
@@ -18,38 +21,41 @@ def get_portal() -> Portal:
     return portal
 
 
-@bp.get("/healthz")
+@route(bp, "/healthz", summary="The process is up.", tag="health")
 def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-@bp.get("/readyz")
+@route(bp, "/readyz", summary="Every configured database is reachable (503 naming the one that is not).",
+       tag="health")
 def readyz() -> Any:
-    """Every configured database reachable, or 503 naming which is not."""
     portal = get_portal()
-    failures: list[dict[str, Any]] = []
     targets = [("app", portal.app_db)] + [(f"site{s.id}", portal.store(s.id).engine) for s in portal.registry.sites]
+    failures = []
     for name, engine in targets:
         try:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError as exc:
-            failures.append({"database": name, "reason": type(exc).__name__})
+        except sa.exc.SQLAlchemyError:
+            failures.append(name)
     if failures:
-        body = {"type": "https://ess-portal.invalid/problems/database_unavailable", "title": "Not ready",
-                "status": 503, "detail": "unreachable: " + ", ".join(f["database"] for f in failures),
-                "instance": "/readyz", "code": "database_unavailable", "databases": failures}
-        return current_app.response_class(current_app.json.dumps(body), status=503,
-                                          mimetype="application/problem+json")
+        return problem_response(503, "Not ready", "unreachable: " + ", ".join(failures), "database_unavailable",
+                                [{"name": f, "reason": "unreachable"} for f in failures])
     return jsonify({"status": "ready", "databases": [n for n, _ in targets]})
 
 
-@bp.get("/api/ess/operating-sites/", strict_slashes=False)
+@route(bp, "/api/ess/operating-sites/", summary="Sites with banks, racks and data freshness.", tag="discovery")
 def operating_sites() -> Response:
     return jsonify(list_sites(get_portal()))
 
 
-@bp.get("/api/ess/operating-sites/<int:site>/", strict_slashes=False)
+@route(bp, "/api/ess/operating-sites/{site}/", summary="One site with its field catalogue.", tag="discovery")
 def operating_site(site: int) -> Response:
     portal = get_portal()
     return jsonify(describe_site(portal, portal.registry.get_site(site), with_fields=True))
+
+
+@bp.get("/api/<path:rest>")
+def unknown_api_path(rest: str) -> Response:
+    """Anything else under /api is a 404 problem (not the UI's page-not-found)."""
+    raise NotFound(f"no API route at /api/{rest}; see /api/openapi.json", code="no_route")

@@ -75,7 +75,7 @@ def bucket_epoch_expr(column: ColumnElement[Any], dialect_name: str, width_s: in
         raw = sa.type_coerce(column, sa.BigInteger)
         shifted = raw - origin_epoch
         # integer division that floors for negatives too
-        floored = sa.case((shifted >= 0, shifted / width_s), else_=(shifted - (width_s - 1)) / width_s)
+        floored = sa.case((shifted >= 0, shifted // width_s), else_=(shifted - (width_s - 1)) // width_s)
         return floored * width_s + origin_epoch
     interval = sa.func.make_interval(0, 0, 0, 0, 0, 0, width_s)
     origin = sa.func.to_timestamp(origin_epoch)

@@ -1,0 +1,126 @@
+"""Operating-data routes: rows of a bank, racks, one rack, PCS and ETC; `latest`;
+the site snapshot. Thin adapters over services.telemetry."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.caching import note_range
+from api.params import get_int
+from api.routes import get_portal
+from api.spec import LIST_PARAMS, P_FIELDS, P_OMIT, route
+from services.snapshot import get_snapshot
+from services.telemetry import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Cursor,
+    Selector,
+    fetch_all,
+    fetch_latest,
+    fetch_page,
+    make_selector,
+    resolve_columns,
+)
+from services.timeparse import resolve_range
+
+bp = Blueprint("ess_telemetry", __name__)
+BASE = "/api/ess/operating-sites/{site}"
+
+
+def _link(**changes: str | None) -> str:
+    args = {k: v for k, v in request.args.items(multi=False)}
+    for key, value in changes.items():
+        key = key.replace("_", "-") if key in ("start_time", "end_time") else key
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = value
+    return request.base_url + ("?" + urlencode(args) if args else "")
+
+
+def list_rows(sel: Selector) -> Response:
+    """The paged (or `no_page`) rows of a selection, as the original's envelope."""
+    args = request.args
+    columns = resolve_columns(sel, args.get("fields"), args.get("omit"))
+    tr = resolve_range(args, sel.site.tz)
+    assert tr is not None
+    note_range(tr)
+    if "no_page" in args:
+        return jsonify(fetch_all(sel, tr, columns))
+    size = get_int(args, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    cursor = Cursor.decode(args["cursor"]) if args.get("cursor") else None
+    page = fetch_page(sel, tr, columns, page_size=size, page=get_int(args, "page", 1, 1), cursor=cursor)
+    nxt = _link(cursor=page.next_cursor.encode(), page=None) if page.next_cursor else None
+    prev = None
+    if page.page > 1:
+        prev = _link(cursor=None, page=str(page.page - 1) if page.page > 2 else None)
+    return jsonify({"count": page.count, "next": nxt, "previous": prev, "results": page.rows})
+
+
+def latest_row(sel: Selector) -> Response:
+    columns = resolve_columns(sel, request.args.get("fields"), request.args.get("omit"))
+    return jsonify(fetch_latest(sel, columns))
+
+
+def _selector(site: int, component: str, bank: int | None = None, rack: int | None = None) -> Selector:
+    return make_selector(get_portal().store(site), component, bank, rack)
+
+
+@route(bp, BASE + "/banks/{bank}/", summary="Rows of one bank.", tag="operating data", params=LIST_PARAMS)
+def bank_rows(site: int, bank: int) -> Response:
+    return list_rows(_selector(site, "bank", bank))
+
+
+@route(bp, BASE + "/banks/{bank}/racks/", summary="Rows of every rack of a bank.", tag="operating data",
+       params=LIST_PARAMS)
+def bank_rack_rows(site: int, bank: int) -> Response:
+    return list_rows(_selector(site, "rack", bank))
+
+
+@route(bp, BASE + "/banks/{bank}/racks/{rack}/", summary="Rows of one rack.", tag="operating data",
+       params=LIST_PARAMS)
+def rack_rows(site: int, bank: int, rack: int) -> Response:
+    return list_rows(_selector(site, "rack", bank, rack))
+
+
+@route(bp, BASE + "/pcs/", summary="PCS rows.", tag="operating data", params=LIST_PARAMS)
+def pcs_rows(site: int) -> Response:
+    return list_rows(_selector(site, "pcs"))
+
+
+@route(bp, BASE + "/etc/", summary="Auxiliary sensor rows.", tag="operating data", params=LIST_PARAMS)
+def etc_rows(site: int) -> Response:
+    return list_rows(_selector(site, "etc"))
+
+
+LATEST = (P_FIELDS, P_OMIT)
+
+
+@route(bp, BASE + "/banks/{bank}/latest/", summary="Newest bank row.", tag="operating data", params=LATEST)
+def bank_latest(site: int, bank: int) -> Response:
+    return latest_row(_selector(site, "bank", bank))
+
+
+@route(bp, BASE + "/banks/{bank}/racks/{rack}/latest/", summary="Newest row of a rack.", tag="operating data",
+       params=LATEST)
+def rack_latest(site: int, bank: int, rack: int) -> Response:
+    return latest_row(_selector(site, "rack", bank, rack))
+
+
+@route(bp, BASE + "/pcs/latest/", summary="Newest PCS row.", tag="operating data", params=LATEST)
+def pcs_latest(site: int) -> Response:
+    return latest_row(_selector(site, "pcs"))
+
+
+@route(bp, BASE + "/etc/latest/", summary="Newest auxiliary row.", tag="operating data", params=LATEST)
+def etc_latest(site: int) -> Response:
+    return latest_row(_selector(site, "etc"))
+
+
+@route(bp, BASE + "/snapshot/", summary="Newest bank, rack, PCS and ETC rows of a site in one response.",
+       tag="operating data")
+def snapshot(site: int) -> Any:
+    return jsonify(get_snapshot(get_portal().store(site)))
