@@ -20,6 +20,15 @@ from flask.cli import with_appcontext
 from services.errors import EssError
 from services.portal import Portal
 from services.registry import Site, demo_sites, format_registry
+from services.rollups import catch_up, refresh_range
+from services.storage import SiteStore
+
+
+def update_rollups(store: SiteStore) -> None:
+    """Per-minute rollups of every component brought up to date (progress on stderr)."""
+    for component in store.site.column_sets:
+        click.echo(f"  rollups: {component}", err=True)
+        catch_up(store, component, create=True)
 
 
 def _portal() -> Portal:
@@ -123,6 +132,7 @@ def demo_command(days: int, start: datetime | None, site_ids: str | None, seed: 
             click.echo(f"site {site.id} ({site.name}): {begin.isoformat()} → {end.isoformat()}")
             results = write_demo(site, begin, end, seed=seed, progress=True)
             click.echo("  " + ", ".join(f"{c}: {r.written:,} rows" for c, r in results.items()))
+            update_rollups(SiteStore(site))
         settings.registry_path.write_text(format_registry([p[0] for p in plan]), encoding="utf-8")
         click.echo(f"registry written: {settings.registry_path}")
         portal.reload_registry()
@@ -152,6 +162,9 @@ def ingest_command(site_id: int, component: str | None, skip_bad_rows: bool, rej
 
     portal = _portal()
     failed = 0
+    if reject_file is not None and len(files) > 1:
+        raise click.BadParameter("--reject-file names one file's rejects; with several input files each gets "
+                                 "<file>.rejects.csv beside it", param_hint="--reject-file")
     try:
         site = portal.registry.get_site(site_id)
     except EssError as exc:
@@ -161,6 +174,12 @@ def ingest_command(site_id: int, component: str | None, skip_bad_rows: bool, rej
         try:
             report = ingest_file(site, component, path, skip_bad_rows=skip_bad_rows, reject_path=reject_file)
             click.echo(report.format_summary())
+            for warning in report.warnings:
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
+            if report.time_range is not None:
+                store = portal.store(site.id)
+                refresh_range(store, report.component, report.time_range[0],
+                              report.time_range[1] + timedelta(seconds=1))
         except EssError as exc:
             failed += 1
             click.secho(f"error: {exc.detail}", fg="red", err=True)

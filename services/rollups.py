@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services import catalogue
 from services.dialect import from_epoch, to_epoch
 from services.storage import SiteStore
 
@@ -24,25 +25,36 @@ KEYS = ("BANK_ID", "RACK_ID")
 STATE_TABLE = "_ess_rollup_state"
 
 
-def numeric_columns(raw: sa.Table) -> list[sa.Column[Any]]:
-    """Columns rolled up: numeric, not part of the key."""
-    return [c for c in raw.columns if c.name.upper() not in ("TIMESTAMP", *KEYS)
-            and isinstance(c.type, (sa.Integer, sa.Float, sa.Numeric)) and not isinstance(c.type, sa.JSON)]
+def numeric_columns(store: SiteStore, component: str) -> list[sa.Column[Any]]:
+    """Columns rolled up: the physical measurements (float columns with a unit in the
+    catalogue, or float columns the catalogue does not know). Flags and counters are
+    aggregated from the raw rows when asked for."""
+    raw = store.table(component)
+    variant = store.site.column_sets.get(component, "")
+    out = []
+    for c in raw.columns:
+        if c.name.upper() in ("TIMESTAMP", *KEYS) or not isinstance(c.type, sa.Float):
+            continue
+        field = catalogue.describe(component, variant, c.name)
+        if field.unit or field.description == "(not in the catalogue)":
+            out.append(c)
+    return out
 
 
 def rollup_name(raw: sa.Table) -> str:
     return f"{raw.name}_rollup_1m"
 
 
-def build_rollup_table(store: SiteStore, raw: sa.Table, metadata: sa.MetaData) -> sa.Table:
-    """The rollup table's definition for a raw table."""
+def build_rollup_table(store: SiteStore, component: str, metadata: sa.MetaData) -> sa.Table:
+    """The rollup table's definition for a component's raw table."""
+    raw = store.table(component)
     ts = next(c for c in raw.columns if c.name.upper() == "TIMESTAMP")
     cols: list[sa.Column[Any]] = [sa.Column("bucket", ts.type.__class__() if store.dialect != "sqlite"
                                             else sa.BigInteger(), nullable=False)]
     keys = [c for c in raw.columns if c.name.upper() in KEYS]
     cols += [sa.Column(c.name, sa.Integer(), nullable=False) for c in keys]
     cols.append(sa.Column("n", sa.Integer(), nullable=False))
-    for c in numeric_columns(raw):
+    for c in numeric_columns(store, component):
         for agg in ROLLUP_AGGS:
             cols.append(sa.Column(f"{c.name}__{agg}", sa.Integer() if agg == "cnt" else sa.Double()))
     table = sa.Table(rollup_name(raw), metadata, *cols, schema=store.schema)
@@ -57,9 +69,8 @@ def _state_table(metadata: sa.MetaData, schema: str | None) -> sa.Table:
 
 def ensure_rollups(store: SiteStore, component: str) -> sa.Table:
     """Create the rollup and state tables if absent; return the rollup table."""
-    raw = store.table(component)
     md = sa.MetaData()
-    table = build_rollup_table(store, raw, md)
+    table = build_rollup_table(store, component, md)
     _state_table(md, store.schema)
     md.create_all(store.engine)
     return table
@@ -70,7 +81,7 @@ def get_rollup_table(store: SiteStore, component: str) -> sa.Table | None:
     raw = store.table(component)
     if not sa.inspect(store.engine).has_table(rollup_name(raw), schema=store.schema):
         return None
-    return build_rollup_table(store, raw, sa.MetaData())
+    return build_rollup_table(store, component, sa.MetaData())
 
 
 def _minute_floor(epoch: int) -> int:
@@ -92,7 +103,7 @@ def refresh_rollups(store: SiteStore, component: str, start: datetime, end: date
     keys = [c for c in raw.columns if c.name.upper() in KEYS]
     lo = from_epoch(_minute_floor(to_epoch(start)))
     hi = from_epoch(_minute_floor(to_epoch(end) + 59))
-    fields = numeric_columns(raw)
+    fields = numeric_columns(store, component)
     bucket = _bucket_expr(store, ts)
     aggs: list[Any] = [bucket, *keys, sa.func.count().label("n"), sa.func.min(ts).label("t0"),
                        sa.func.max(ts).label("t1")]

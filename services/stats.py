@@ -71,6 +71,8 @@ def bucket_stats(q: StatsQuery) -> list[dict[str, Any]]:
                       and to_epoch(q.tr.end) % 60 == 0)
     try:
         rollup = catch_up(q.sel.store, q.sel.component) if minute_aligned else None
+        if rollup is not None and any(f"{f.name}__sum" not in rollup.c for f in q.fields):
+            rollup = None  # a flag or counter: not rolled up, read the raw rows
         stmt = _select(q, origin, rollup)
         with q.sel.store.engine.connect() as conn:
             rows = conn.execute(stmt).all()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -218,6 +219,18 @@ class SiteStore:
                 for table in built.values():
                     for index in table.indexes:
                         index.create(conn, checkfirst=True)
+            self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh the planner statistics after a bulk load (both databases plan joins
+        and range scans badly on a freshly filled table without them)."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                for comp in COMPONENTS:
+                    if comp in self.site.column_sets:
+                        conn.execute(sa.text(f"ANALYZE {_qualified(self.table(comp))}"))
+            else:
+                conn.execute(sa.text("ANALYZE"))
 
     def write_frame(self, component: str, frame: pd.DataFrame,
                     progress: Callable[[int], None] | None = None, chunk_rows: int = 50_000) -> WriteResult:
@@ -303,6 +316,8 @@ class SiteStore:
         target = "temp._ess_load" if not append else f'"{table.name}"'
         with adbc_sqlite.connect(path, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA temp_store=MEMORY")
+            cur.execute("PRAGMA cache_size=-262144")
             cur.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(frame), chunk_rows):
@@ -326,12 +341,12 @@ class SiteStore:
                         key: tuple[str, ...], append: bool) -> None:
         """COPY into a temporary table, then one upsert (or COPY straight in when appending)."""
         cols = list(part.columns)
-        buf = io.StringIO()
-        out = part.copy()
-        for c in cols:
-            if out[c].dtype.kind == "M":
-                out[c] = out[c].dt.strftime("%Y-%m-%d %H:%M:%S+00")
-        out.to_csv(buf, index=False, header=False, na_rep="")
+        arrow = pa.Table.from_pandas(part, preserve_index=False)
+        for i, field in enumerate(arrow.schema):
+            if pa.types.is_timestamp(field.type):
+                arrow = arrow.set_column(i, field.name, arrow.column(i).cast(pa.timestamp("s", tz="UTC")))
+        buf = io.BytesIO()
+        pa_csv.write_csv(arrow, buf, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
         buf.seek(0)
         qt = _qualified(table)
         tmp = f"_ess_load_{table.name}"
