@@ -31,6 +31,7 @@ class StatsQuery:
     width_s: int
     fields: tuple[sa.Column[Any], ...]
     aggs: tuple[str, ...]
+    use_rollups: bool = True  # False forces the raw rows (tests compare both paths)
 
 
 def parse_aggs(value: str | None) -> tuple[str, ...]:
@@ -67,7 +68,7 @@ def bucket_stats(q: StatsQuery) -> list[dict[str, Any]]:
     numeric_fields(q.fields)
     check_bucket_count(q.tr, q.width_s)
     origin = local_midnight_epoch(q.tr, q.sel.site.tz)
-    minute_aligned = (q.width_s % 60 == 0 and origin % 60 == 0 and to_epoch(q.tr.start) % 60 == 0
+    minute_aligned = (q.use_rollups and q.width_s % 60 == 0 and origin % 60 == 0 and to_epoch(q.tr.start) % 60 == 0
                       and to_epoch(q.tr.end) % 60 == 0)
     try:
         rollup = catch_up(q.sel.store, q.sel.component) if minute_aligned else None

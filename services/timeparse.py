@@ -54,6 +54,12 @@ def parse_time(value: str, tz: ZoneInfo, name: str = "start-time") -> datetime:
     return parsed.astimezone(UTC)
 
 
+def _ceil_second(value: datetime) -> datetime:
+    """Rows sit on whole seconds, so [a, b) with fractional bounds holds the same rows as
+    [ceil(a), ceil(b)); rounding here keeps both databases exact."""
+    return value if value.microsecond == 0 else value.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def parse_date(value: str, name: str) -> date:
     """A calendar date YYYY-MM-DD."""
     try:
@@ -92,8 +98,8 @@ def resolve_range(args: Mapping[str, str], tz: ZoneInfo, *, allow_date: bool = T
         if not present:
             raise InvalidQuery(f"{name} is required with {'end-time' if name == 'start-time' else 'start-time'}",
                                code="missing_parameter", invalid_params=[{"name": name, "reason": "required"}])
-    start = parse_time(args["start-time"], tz, "start-time")
-    end = parse_time(args["end-time"], tz, "end-time")
+    start = _ceil_second(parse_time(args["start-time"], tz, "start-time"))
+    end = _ceil_second(parse_time(args["end-time"], tz, "end-time"))
     if start >= end:
         raise _bad("end-time", "must be later than start-time",
                    f"end-time ({args['end-time']}) must be later than start-time ({args['start-time']})")

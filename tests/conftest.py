@@ -11,13 +11,17 @@ import dataclasses
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from services.registry import Site
-from services.storage import dispose_engines
+from services.generator import write_demo
+from services.registry import Bank, Site, demo_sites, format_registry
+from services.rollups import catch_up
+from services.storage import SiteStore, dispose_engines
 
 PG_ADMIN_URL = os.environ.get("ESS_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -61,3 +65,66 @@ def place_site(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         return dataclasses.replace(site, database_url=url, schema=schema)
 
     return place
+
+
+# ----- one demo portal for the whole session: SQLite sites 1-3, PostgreSQL sites 101-103 --
+DEMO_DAY = "2022-09-01"
+PG_OFFSET = 100
+
+
+def small_demo_sites() -> list[Site]:
+    """The three demo sites with fewer racks (same column sets), for fast fixtures."""
+    one, two, three = demo_sites()
+    return [
+        dataclasses.replace(one, banks=(Bank(1, (1, 2)),)),
+        dataclasses.replace(two, banks=(Bank(1, (1, 2)), Bank(2, (1,)))),
+        dataclasses.replace(three, banks=(Bank(1, (1, 2)),)),
+    ]
+
+
+@dataclasses.dataclass
+class DemoEnv:
+    data_dir: Path
+    registry_path: Path
+    sites: dict[int, Site]
+
+
+def site_id_for(backend: str, base_id: int) -> int:
+    """Site id of a demo site on a backend (PostgreSQL copies are numbered +100)."""
+    return base_id + (PG_OFFSET if backend == "postgresql" else 0)
+
+
+@pytest.fixture(scope="session")
+def demo_env(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> DemoEnv:
+    """Generated demo data for one local day on both databases, and its registry."""
+    data_dir = tmp_path_factory.mktemp("demo")
+    day = date.fromisoformat(DEMO_DAY)
+    sites: dict[int, Site] = {}
+    for base in small_demo_sites():
+        lite = dataclasses.replace(base, database_url=f"sqlite:///{data_dir / f'site{base.id}.sqlite'}",
+                                   demo_anchor=day)
+        pg = dataclasses.replace(base, id=base.id + PG_OFFSET, database_url=pg_url, schema=f"site{base.id}",
+                                 demo_anchor=day)
+        for site in (lite, pg):
+            start = datetime.combine(day, time(0), tzinfo=site.tz)
+            write_demo(site, start, start + timedelta(days=1), seed=7, anchor=day, progress=False)
+            store = SiteStore(site)
+            for component in site.column_sets:
+                catch_up(store, component, create=True)
+            sites[site.id] = site
+    registry = data_dir / "sites.toml"
+    registry.write_text(format_registry(list(sites.values())), encoding="utf-8")
+    return DemoEnv(data_dir, registry, sites)
+
+
+@pytest.fixture(scope="session")
+def app(demo_env: DemoEnv) -> Any:
+    """The one Flask + Dash app of the session, on the demo registry."""
+    from app import create_app
+
+    return create_app(ESS_DATA_DIR=str(demo_env.data_dir), ESS_REGISTRY=str(demo_env.registry_path))
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
