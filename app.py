@@ -22,10 +22,14 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
 
     `settings` is a services.settings.Settings; `overrides` are ESS_* names (tests).
     """
+    from api.analytics import bp as analytics_bp
     from api.caching import install_caching
+    from api.deid import bp as deid_bp
     from api.docs import bp as docs_bp
     from api.downloads import bp as downloads_bp
     from api.errors import register_error_handlers
+    from api.jsonprovider import OrjsonProvider
+    from api.protection import bp as protection_bp
     from api.routes import bp as api_bp
     from api.stats import bp as stats_bp
     from api.telemetry import bp as telemetry_bp
@@ -36,18 +40,24 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = Flask(__name__)
+    server.json = OrjsonProvider(server)
     portal = Portal(settings)
     server.extensions["ess"] = portal
     server.config["SECRET_KEY"] = None  # set lazily by the auth layer (issue #7)
     register_error_handlers(server)
-    server.json.sort_keys = False  # type: ignore[attr-defined]  # keep the table's column order
-    server.json.ensure_ascii = False  # type: ignore[attr-defined]  # Korean names as text
     install_caching(server, settings)
     server.register_blueprint(api_bp)
     server.register_blueprint(telemetry_bp)
     server.register_blueprint(stats_bp)
     server.register_blueprint(downloads_bp)
+    server.register_blueprint(protection_bp)
+    server.register_blueprint(deid_bp)
     server.register_blueprint(docs_bp)
+    server.register_blueprint(analytics_bp)
+    if settings.jobs_interval_s > 0:  # the analytics job on a schedule (off by default and in tests)
+        from services.analytics.jobs import start_scheduler
+
+        start_scheduler(portal, settings.jobs_interval_s)
     server.cli.add_command(ess_cli)
     if not settings.auth:
         logging.getLogger("ess").warning("access control is OFF (ESS_AUTH=off): every route is open; "
@@ -58,6 +68,8 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
 
 def _create_dash(server: Flask) -> dash.Dash:
     """The Dash UI on the same server; stylesheets are vendored under assets/ (offline)."""
+    from components import ids
+
     app = dash.Dash(
         __name__,
         server=server,
@@ -67,8 +79,10 @@ def _create_dash(server: Flask) -> dash.Dash:
         title="ESS operating-data portal",
         update_title=None,
         serve_locally=True,
+        routing_callback_inputs={"lang": dash.Input(ids.LANG, "value")},  # a language switch re-renders the page
     )
     from components.layout import make_shell
+    from pages import _shell  # noqa: F401  (navigation callbacks)
 
     app.layout = make_shell(dash.page_registry.values())
     server.extensions["dash"] = app

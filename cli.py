@@ -136,6 +136,9 @@ def demo_command(days: int, start: datetime | None, site_ids: str | None, seed: 
         settings.registry_path.write_text(format_registry([p[0] for p in plan]), encoding="utf-8")
         click.echo(f"registry written: {settings.registry_path}")
         portal.reload_registry()
+        for site, begin, _end in plan:
+            _evaluate(portal, site.id, since=begin)
+        _run_analytics(portal, [p[0].id for p in plan], None, None, rebuild=True)
     except EssError as exc:
         _fail(exc)
     if live:
@@ -145,6 +148,35 @@ def demo_command(days: int, start: datetime | None, site_ids: str | None, seed: 
             run_live(list(portal.registry.sites), stop, seed=seed)
         except KeyboardInterrupt:
             stop.set()
+
+
+def _run_analytics(portal: Portal, site_ids: list[int], start: datetime | None, end: datetime | None,
+                   rebuild: bool = False) -> None:
+    """The analytics job with a progress bar and one summary line per site and task."""
+    from services.analytics.jobs import analyze, summarise_reports
+
+    click.echo("analytics: SoS, ExSoS, SoCP, SoH/SoL and forecasts (incremental; Ctrl-C is safe)")
+    reports = analyze(portal, site_ids, start=start, end=end, progress=True, rebuild=rebuild,
+                      on_site=lambda _sid, part: click.echo("\n".join("  " + line for line in summarise_reports(part))))
+    if any(r.failed for r in reports):
+        raise EssError("the analytics of some sites failed (see above)", code="analytics_failed")
+
+
+@ess_cli.command("analyze")
+@click.option("--sites", "site_ids", help="Comma list of site ids (default: all).")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Do not analyse data before this local time (default: from the last run, else the first row).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Do not analyse data from this local time on (default: up to the newest complete 10 minutes).")
+@click.option("--rebuild", is_flag=True, help="Forget the stored analytics of these sites and compute them again.")
+@with_appcontext
+def analyze_command(site_ids: str | None, start: datetime | None, end: datetime | None, rebuild: bool) -> None:
+    """Bring the stored safety indices and forecasts up to date (only new data is processed)."""
+    portal = _portal()
+    try:
+        _run_analytics(portal, _parse_sites(site_ids, list(portal.registry.site_ids)), start, end, rebuild=rebuild)
+    except EssError as exc:
+        _fail(exc)
 
 
 @ess_cli.command("ingest")
@@ -170,6 +202,7 @@ def ingest_command(site_id: int, component: str | None, skip_bad_rows: bool, rej
     except EssError as exc:
         _fail(exc)
         return
+    earliest: datetime | None = None
     for path in files:
         try:
             report = ingest_file(site, component, path, skip_bad_rows=skip_bad_rows, reject_path=reject_file)
@@ -177,14 +210,54 @@ def ingest_command(site_id: int, component: str | None, skip_bad_rows: bool, rej
             for warning in report.warnings:
                 click.secho(f"warning: {warning}", fg="yellow", err=True)
             if report.time_range is not None:
+                earliest = min(earliest or report.time_range[0], report.time_range[0])
                 store = portal.store(site.id)
                 refresh_range(store, report.component, report.time_range[0],
                               report.time_range[1] + timedelta(seconds=1))
         except EssError as exc:
             failed += 1
             click.secho(f"error: {exc.detail}", fg="red", err=True)
+    if earliest is not None:  # protection events: judge the new rows (again from the earliest one written)
+        try:
+            _evaluate(portal, site.id, since=earliest)
+        except EssError as exc:
+            failed += 1
+            click.secho(f"error: {exc.detail}", fg="red", err=True)
     if failed:
         sys.exit(1)
+
+
+def _evaluate(portal: Portal, site_id: int, since: datetime | None = None) -> None:
+    """Protection-map evaluation of one site with a progress bar and a summary line;
+    `since` first forgets what was judged from then on (rows rewritten or loaded late)."""
+    from tqdm import tqdm
+
+    from services.protection import evaluate_site, pending_samples, rewind_site
+
+    store = portal.store(site_id)
+    if since is not None:
+        rewind_site(portal.app_db, store.site, since, portal.settings.episode_gap_s)
+    total = pending_samples(portal.app_db, store)
+    with tqdm(total=total, unit="samples", unit_scale=True, desc=f"site {site_id} protection map",
+              leave=False, disable=total == 0) as bar:
+        summary = evaluate_site(portal, store, progress=bar.update)
+    click.echo("  protection map: " + summary.format_line())
+
+
+@ess_cli.command("evaluate")
+@click.option("--sites", "site_ids", help="Comma list of site ids (default: all).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Judge again from this local time on (after loading older rows or changing the map).")
+@with_appcontext
+def evaluate_command(site_ids: str | None, since: datetime | None) -> None:
+    """Judge new rows against the protection map: threshold and BMS-flag events, episodes."""
+    portal = _portal()
+    try:
+        for sid in _parse_sites(site_ids, list(portal.registry.site_ids)):
+            site = portal.registry.get_site(sid)
+            _evaluate(portal, sid, since=since.replace(tzinfo=site.tz) if since else None)
+    except EssError as exc:
+        _fail(exc)
 
 
 @ess_cli.command("serve")

@@ -3,9 +3,11 @@ the site snapshot. Thin adapters over services.telemetry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
 from api.caching import note_range
@@ -41,15 +43,23 @@ def _link(**changes: str | None) -> str:
     return request.base_url + ("?" + urlencode(args) if args else "")
 
 
-def list_rows(sel: Selector) -> Response:
-    """The paged (or `no_page`) rows of a selection, as the original's envelope."""
+ColumnResolver = Callable[[Selector, str | None, str | None], list[sa.Column[Any]]]
+RowRenamer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def list_rows(sel: Selector, resolve: ColumnResolver = resolve_columns, rename: RowRenamer | None = None) -> Response:
+    """The paged (or `no_page`) rows of a selection, as the original's envelope.
+
+    `resolve` maps `fields`/`omit` to columns and `rename` re-keys the rendered rows: the
+    de-identified routes publish other column names through the same query and paging."""
     args = request.args
-    columns = resolve_columns(sel, args.get("fields"), args.get("omit"))
+    columns = resolve(sel, args.get("fields"), args.get("omit"))
     tr = resolve_range(args, sel.site.tz)
     assert tr is not None
     note_range(tr)
     if "no_page" in args:
-        return jsonify(fetch_all(sel, tr, columns))
+        rows = fetch_all(sel, tr, columns)
+        return jsonify(rename(rows) if rename else rows)
     size = get_int(args, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     cursor = Cursor.decode(args["cursor"]) if args.get("cursor") else None
     page = fetch_page(sel, tr, columns, page_size=size, page=get_int(args, "page", 1, 1), cursor=cursor)
@@ -57,7 +67,8 @@ def list_rows(sel: Selector) -> Response:
     prev = None
     if page.page > 1:
         prev = _link(cursor=None, page=str(page.page - 1) if page.page > 2 else None)
-    return jsonify({"count": page.count, "next": nxt, "previous": prev, "results": page.rows})
+    results = rename(page.rows) if rename else page.rows
+    return jsonify({"count": page.count, "next": nxt, "previous": prev, "results": results})
 
 
 def latest_row(sel: Selector) -> Response:

@@ -2,24 +2,61 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import dash
-import dash_bootstrap_components as dbc
-from dash import html
-from flask import current_app
+from dash import Input, Output, State, callback, dcc, html
 
 from components import ids
-from components.sites import make_site_grid
+from components.alerts import make_error_alert
+from components.sites import make_site_card, make_site_grid
+from pages._extras import get_lowest_sos, get_open_episodes
+from pages._selection import get_portal
 from services.errors import EssError
+from services.i18n import get_translator
+from services.portal import Portal
+from services.series import Series, get_series
 from services.sites import list_sites
+from services.snapshot import get_snapshot
+from services.telemetry import make_selector
+from services.timeparse import TimeRange
 
-dash.register_page(__name__, path="/", name="Overview", order=0)
+dash.register_page(__name__, path="/", name="Overview", order=0, nav_key="nav_overview", title="ESS portal")
 
 
-def layout(**_query: str) -> html.Div:
-    portal = current_app.extensions["ess"]
+def layout(lang: str | None = None, **_query: str) -> html.Div:
+    t = get_translator(lang or "en")
+    return html.Div([
+        html.H2(t("overview_title"), id=ids.OVERVIEW.title, className="h4"),
+        html.P(t("overview_lead"), className="text-muted small"),
+        dcc.Store(id=ids.OVERVIEW.state, data={"visit": lang is not None}),
+        html.Div(id=ids.OVERVIEW_ALERT),
+        dcc.Loading(html.Div(id=ids.OVERVIEW_CARDS, className="ess-min-h"), delay_show=250),
+    ])
+
+
+def get_soc_trend(portal: Portal, site: dict[str, Any]) -> Series | None:
+    """Bank SoC (mean of the banks, 10-minute buckets) over the site's last day of data."""
+    last = site["components"].get("bank", {}).get("last_timestamp")
+    if not last:
+        return None
+    end = datetime.fromisoformat(last).astimezone(UTC) + timedelta(seconds=1)
+    sel = make_selector(portal.store(site["id"]), "bank")
+    return get_series(sel, TimeRange(end - timedelta(days=1), end), ["bank_soc"], max_points=150)
+
+
+@callback(Output(ids.OVERVIEW_CARDS, "children"), Output(ids.OVERVIEW_ALERT, "children"),
+          Input(ids.OVERVIEW.state, "data"), State(ids.LANG, "value"))
+def update_cards(data: dict[str, Any], lang: str) -> tuple[Any, Any]:
+    """Every site's card: discovery, one snapshot per site, and the safety/alarm summaries."""
+    portal = get_portal()
+    now = datetime.now(UTC)
     try:
         sites = list_sites(portal)
+        cards = [make_site_card(s, get_snapshot(portal.store(s["id"])), now, lang,
+                                safety=get_lowest_sos(portal, s["id"]), episodes=get_open_episodes(portal, s["id"]),
+                                trend=get_soc_trend(portal, s)) for s in sites]
     except EssError as exc:
-        alert = dbc.Alert([html.Strong("No sites to show. "), str(exc)], color="warning", id=ids.OVERVIEW_ALERT)
-        return html.Div([html.H2("Operating sites"), alert])
-    return html.Div([html.H2("Operating sites"), html.Div(make_site_grid(sites), id=ids.OVERVIEW_CARDS)])
+        return None, make_error_alert(exc, lang)
+    return make_site_grid(cards), None

@@ -25,6 +25,7 @@ class Portal:
     _stores: dict[int, SiteStore] = field(default_factory=dict)
     _app_db: Engine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _app_db_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def registry(self) -> Registry:
@@ -58,10 +59,12 @@ class Portal:
 
     @property
     def app_db(self) -> Engine:
-        if self._app_db is None:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self._app_db = open_app_db(self.settings.app_db_url)
-        return self._app_db
+        """The app database, its tables created on first use (once, under the lock)."""
+        with self._app_db_lock:
+            if self._app_db is None:
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+                self._app_db = open_app_db(self.settings.app_db_url)
+            return self._app_db
 
     def secret(self, name: str) -> str:
         """A setting's secret, or one generated once and kept in the app database."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import ConfigError
-from services.registry import Site
+from services.registry import Site, demo_sites
 
 DEFAULT_MAP = Path(__file__).resolve().parent / "defaults" / "protection_map.json"
 
@@ -120,6 +120,24 @@ def _read(path: str) -> dict[str, Any]:
 
 
 def load_protection_map(site: Site) -> ProtectionMap:
-    """The site's map (registry `protection_map`, else the default map)."""
+    """The site's map (registry `protection_map`, else the default map). The default map
+    describes the three demo sites; another site without its own map gets the part of the
+    demo site built like it (same bank and rack column sets), e.g. a copy of a demo site
+    under another id. ConfigError when there is none."""
     path = site.protection_map or str(DEFAULT_MAP)
-    return parse_protection_map(_read(path), site.id, path)
+    data = _read(path)
+    part_id = site.id
+    if not site.protection_map and f"operatingSite{site.id}" not in data.get("dataType", {}):
+        part_id = _demo_twin(site)
+    return parse_protection_map(data, part_id, path)
+
+
+def _demo_twin(site: Site) -> int:
+    def build(s: Site) -> tuple[str | None, str | None]:
+        return s.column_sets.get("bank"), s.column_sets.get("rack")
+
+    for demo in demo_sites():
+        if build(demo) == build(site):
+            return demo.id
+    raise ConfigError(f"site {site.id}: the default protection map has no entry for it; set `protection_map` "
+                      "in the registry")

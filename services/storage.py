@@ -288,7 +288,8 @@ class SiteStore:
                 out[c] = out[c].astype("Int64")  # integer columns holding NULLs arrive as floats
         ts = _find(table, "TIMESTAMP").name
         if self.dialect == "sqlite" and out[ts].dtype.kind == "M":
-            out[ts] = out[ts].astype("int64") // 10**9
+            # whole epoch seconds whatever the frame's unit (ns, us, s) or zone
+            out[ts] = (pd.to_datetime(out[ts], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
         return out
 
     def _write_sqlite(self, conn: sa.Connection, table: sa.Table, part: pd.DataFrame, key: tuple[str, ...]) -> None:

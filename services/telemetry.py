@@ -152,6 +152,19 @@ class Cursor:
         return Cursor(key, count, page)
 
 
+def after_key(order: Sequence[sa.Column[Any]], key: Sequence[Any]) -> Any:
+    """Rows strictly after `key` in `order`, written so that any index that starts with the
+    time column (or has it after equality-filtered ids) serves it: `ts >= t AND (ts > t OR
+    (bank, rack) > (b, r))`. A row-value comparison on all three would defeat the
+    per-rack index on PostgreSQL."""
+    ts, rest = order[0], list(order[1:])
+    t = sa.literal(key[0], type_=ts.type)
+    if not rest:
+        return ts > t
+    tail = sa.tuple_(*rest) > sa.tuple_(*[sa.literal(v, type_=c.type) for v, c in zip(key[1:], rest, strict=True)])
+    return sa.and_(ts >= t, sa.or_(ts > t, tail))
+
+
 def _key_of(row: sa.Row[Any], n_keys: int) -> tuple[int, ...]:
     values = tuple(row[-n_keys:])
     return (to_epoch(values[0]), *(int(v) for v in values[1:]))
@@ -182,12 +195,11 @@ def fetch_page(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[Any]], 
             raise InvalidQuery("cursor belongs to another route; follow the `next` link", code="invalid_cursor",
                                invalid_params=[{"name": "cursor", "reason": "issued for another route"}])
         bound = (from_epoch(cursor.key[0]), *cursor.key[1:])
-        stmt = stmt.where(sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, type_=c.type) for v, c in zip(bound, order,
-                                                                                                     strict=True)]))
+        stmt = stmt.where(after_key(order, bound))
     else:
         stmt = stmt.offset((page - 1) * page_size)
     rows = _run(sel, stmt)
-    rendered = [render_row(r, columns, sel.site) for r in rows]
+    rendered = render_rows(rows, columns, sel.site)
     has_more = page_no * page_size < count and len(rows) == page_size
     nxt = Cursor(_key_of(rows[-1], len(order)), count, page_no + 1) if has_more else None
     return Page(rendered, count, page_no, nxt)
@@ -201,7 +213,7 @@ def fetch_all(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[Any]],
         raise InvalidQuery(f"the range holds {count:,} rows; no_page allows at most {limit:,}: "
                            "page through it (page_size up to 10000) or download the CSV",
                            code="too_many_rows", invalid_params=[{"name": "no_page", "reason": f"over {limit} rows"}])
-    return [render_row(r, columns, sel.site) for r in _run(sel, build_select(sel, tr, columns))]
+    return render_rows(_run(sel, build_select(sel, tr, columns)), columns, sel.site)
 
 
 def fetch_latest(sel: Selector, columns: Sequence[sa.Column[Any]]) -> dict[str, Any]:
@@ -217,13 +229,26 @@ def fetch_latest(sel: Selector, columns: Sequence[sa.Column[Any]]) -> dict[str, 
 
 def render_row(row: sa.Row[Any], columns: Sequence[sa.Column[Any]], site: Site) -> dict[str, Any]:
     """A row as the API shows it: lower-case names, site-local ISO times, nested JSON."""
-    out: dict[str, Any] = {}
-    for col, value in zip(columns, row, strict=False):
-        if isinstance(value, datetime):
-            value = value.astimezone(site.tz).isoformat()
-        elif isinstance(value, str) and isinstance(col.type, sa.JSON):
-            value = json.loads(value)
-        out[col.name.lower()] = value
+    return render_rows([row], columns, site)[0]
+
+
+def render_rows(rows: Sequence[sa.Row[Any]], columns: Sequence[sa.Column[Any]], site: Site) -> list[dict[str, Any]]:
+    """Rows as the API shows them; conversions are decided once per column, not per value."""
+    names = [c.name.lower() for c in columns]
+    tz = site.tz
+    converters: list[tuple[int, Any]] = []
+    for i, col in enumerate(columns):
+        if col.name.upper() == "TIMESTAMP":
+            converters.append((i, lambda v: v.astimezone(tz).isoformat() if isinstance(v, datetime) else v))
+        elif isinstance(col.type, sa.JSON):
+            converters.append((i, lambda v: json.loads(v) if isinstance(v, str) else v))
+    out = []
+    n = len(names)
+    for row in rows:
+        values = list(row[:n])
+        for i, fn in converters:
+            values[i] = fn(values[i])
+        out.append(dict(zip(names, values, strict=True)))
     return out
 
 
@@ -235,8 +260,7 @@ def iter_rows(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[Any]],
     base = sa.select(*columns, *order).where(*where_clause(sel, table, tr)).order_by(*order).limit(chunk_rows)
     after: tuple[Any, ...] | None = None
     while True:
-        stmt = base if after is None else base.where(
-            sa.tuple_(*order) > sa.tuple_(*[sa.literal(v, type_=c.type) for v, c in zip(after, order, strict=True)]))
+        stmt = base if after is None else base.where(after_key(order, after))
         rows = _run(sel, stmt)
         if not rows:
             return

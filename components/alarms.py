@@ -1,0 +1,82 @@
+"""Builders of the alarms page: counts per bucket stacked by level, table rows of events
+and episodes (shapes of the protection-map API)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+from components import theme
+from components.sites import format_age
+from services.i18n import get_translator, normalize_lang
+
+LEVELS = {1: "warning", 2: "fault"}
+
+
+def make_counts_figure(rows: Sequence[Mapping[str, Any]], lang: str,
+                       x_range: tuple[str, str] | None = None) -> go.Figure:
+    """Events per bucket, one stacked bar colour per level, over the page's range."""
+    t = get_translator(lang)
+    fig = go.Figure()
+    for level, name in LEVELS.items():
+        part = [r for r in rows if int(r.get("level", 0)) == level]
+        fig.add_trace(go.Bar(x=[str(r["time"])[:19] for r in part], y=[r.get("level_count", 0) for r in part],
+                             name=t(f"level_{name}"), marker={"color": theme.LEVEL_COLOURS[name]}))
+    fig.update_layout(template=theme.TEMPLATE, barmode="stack", height=260, bargap=0.1, hovermode="x unified")
+    fig.update_yaxes(title_text=t("count"))
+    if x_range:
+        fig.update_xaxes(range=list(x_range))
+    return fig
+
+
+def _level_id(value: Any) -> int:
+    return int(value.get("id", 0) if isinstance(value, Mapping) else value or 0)
+
+
+def _text(item: Mapping[str, Any], lang: str) -> str:
+    if normalize_lang(lang) == "ko":
+        return str(item.get("description") or item.get("description_eng") or "")
+    return str(item.get("description_eng") or item.get("description") or "")
+
+
+def make_event_rows(events: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Flat table rows of events (level as text, description in the page's language)."""
+    t = get_translator(lang)
+    out = []
+    for e in events:
+        level = _level_id(e.get("level"))
+        code = e.get("error_code")
+        out.append({"time": str(e.get("timestamp", ""))[:19].replace("T", " "),
+                    "level": t(f"level_{LEVELS.get(level, 'warning')}"), "level_id": level,
+                    "code": code.get("id") if isinstance(code, Mapping) else code,
+                    "bank": e.get("bank_id"), "rack": e.get("rack_id"), "source": e.get("source", ""),
+                    "value": e.get("value"), "description": _text(e, lang)})
+    return out
+
+
+def make_episode_rows(episodes: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Flat table rows of episodes: duration, peak, samples, the error code's text."""
+    t = get_translator(lang)
+    out = []
+    for e in episodes:
+        level = _level_id(e.get("level"))
+        code = e.get("error_code")
+        seconds = e.get("duration_s")
+        out.append({"start": str(e.get("start", ""))[:19].replace("T", " "),
+                    "end": str(e.get("end", ""))[:19].replace("T", " "),
+                    "duration": "" if seconds is None else format_age(float(seconds), lang),
+                    "level": t(f"level_{LEVELS.get(level, 'warning')}"), "level_id": level,
+                    "code": code.get("id") if isinstance(code, Mapping) else code, "bank": e.get("bank_id"),
+                    "rack": e.get("rack_id"), "source": e.get("source", ""), "peak": e.get("peak_value"),
+                    "samples": e.get("sample_count"),
+                    "description": _text(code, lang) if isinstance(code, Mapping) else "",
+                    "open": "●" if e.get("open") else ""})
+    return out
+
+
+def level_styles() -> list[dict[str, Any]]:
+    """DataTable conditional styles colouring the level column."""
+    return [{"if": {"filter_query": f"{{level_id}} = {lv}", "column_id": "level"},
+             "color": theme.LEVEL_COLOURS[name], "fontWeight": "600"} for lv, name in LEVELS.items()]

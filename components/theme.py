@@ -1,0 +1,61 @@
+"""The one place for colours, fonts and the Plotly template of every chart."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+FONT = ('system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans KR", "Apple SD Gothic Neo", "Malgun Gothic", '
+        'sans-serif')
+
+INK = "#1f2933"
+MUTED = "#6b7785"
+GRID = "#e6e9ee"
+PAPER = "#ffffff"
+
+# Protection-map levels and safety levels (also used as CSS classes lvl-<name>).
+LEVEL_COLOURS = {
+    "ok": "#2f9e44",
+    "warning": "#f08c00",
+    "fault": "#e03131",
+    "nodata": "#adb5bd",
+}
+SAFETY_COLOURS = {"safe": LEVEL_COLOURS["ok"], "warning": LEVEL_COLOURS["warning"], "unsafe": LEVEL_COLOURS["fault"]}
+LEVEL_BY_NUMBER = {0: "ok", 1: "warning", 2: "fault"}
+
+# Okabe-Ito, colour-blind safe; the first colour is the default single series.
+SERIES = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#f0e442")
+FACTOR_COLOURS = ("#0072b2", "#56b4e9", "#d55e00", "#cc79a7", "#e69f00", "#009e73", "#8c6d31")  # never the ink
+OBSERVED = INK
+BAND_ALPHA = 0.18
+FORECAST_WINDOW = "rgba(0, 114, 178, 0.08)"
+
+
+def rgba(hex_colour: str, alpha: float) -> str:
+    """`#rrggbb` as an rgba() string with the given opacity."""
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def series_colour(i: int) -> str:
+    return SERIES[i % len(SERIES)]
+
+
+TEMPLATE = go.layout.Template(
+    layout=go.Layout(
+        font={"family": FONT, "size": 12, "color": INK},
+        paper_bgcolor=PAPER,
+        plot_bgcolor=PAPER,
+        colorway=list(SERIES),
+        margin={"l": 56, "r": 16, "t": 36, "b": 40},
+        hoverlabel={"font": {"family": FONT}},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0,
+                "bgcolor": "rgba(255,255,255,0)"},
+        xaxis={"gridcolor": GRID, "linecolor": GRID, "zeroline": False, "ticks": "outside", "tickcolor": GRID},
+        yaxis={"gridcolor": GRID, "linecolor": GRID, "zeroline": False},
+        title={"font": {"size": 14}, "x": 0, "xanchor": "left"},
+    )
+)
+
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
+                "modeBarButtonsToRemove": ["lasso2d", "select2d", "toggleSpikelines"]}

@@ -1,0 +1,116 @@
+"""Callbacks that write a page's controls into the URL (not a page: Dash Pages skips
+modules starting with `_`).
+
+The URL is the one source of page state: a picker, filter, range or zoom change writes
+`?site=...` into Dash Pages' location, which pushes a history entry and re-renders the
+page from the query. So a bookmark, a shared link and the back button all give exactly
+what was on screen, and a page never holds state the URL lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import dash
+from dash import ALL, Input, Output, State, callback, ctx
+from flask import current_app
+
+from components import ids
+from components.ids import SelectionIds
+from components.urlstate import DEFAULT_SPAN, ViewState, apply_changes, make_quick_range, parse_zoom
+from services.errors import NotFound
+from services.portal import Portal
+from services.series import get_newest_time
+from services.telemetry import make_selector
+
+
+def get_portal() -> Portal:
+    portal: Portal = current_app.extensions["ess"]
+    return portal
+
+
+def search_or_no_update(new: ViewState, old: ViewState) -> Any:
+    """The new query string, or no_update when the page already shows that state.
+
+    Compared with the page's state, not with the address: Dash re-fires these callbacks
+    when it re-renders a page whose components keep their ids, and a URL that leaves
+    defaults out (no `component=`, no range) must not gain a history entry from that."""
+    search = new.to_search()
+    return dash.no_update if search == old.to_search() else search
+
+
+def quick_range_search(state: ViewState, span: str) -> Any:
+    """The URL of `span` ending at the newest data of the page's selection."""
+    portal = get_portal()
+    site = portal.registry.get_site(state.site or 0)
+    component = state.component or "rack"
+    sel = make_selector(portal.store(site.id), component, state.bank if component in ("bank", "rack") else None,
+                        state.rack if component == "rack" else None)
+    try:
+        start, end = make_quick_range(span, get_newest_time(sel), site)
+    except NotFound:  # no rows at all: the page's data callback already says so
+        return dash.no_update
+    return search_or_no_update(apply_changes(state, portal.registry, start=start, end=end), state)
+
+
+def register_selection_callbacks(sids: SelectionIds, *, pickers: Sequence[str] = ("site", "bank", "rack"),
+                                 extra: Sequence[tuple[str, str]] = (), time: bool = True,
+                                 graph: str | None = None) -> None:
+    """Wire a page's selection bar to the URL. `pickers` names the SelectionIds
+    properties present on the page; `extra` is (component id, URL key) of page filters;
+    `graph` is a dcc.Graph whose x zoom becomes the range."""
+    names = list(pickers) + [key for _, key in extra]
+    inputs = [Input(getattr(sids, p), "value") for p in pickers] + [Input(cid, "value") for cid, _ in extra]
+    location = Output(ids.PAGES_LOCATION, "search", allow_duplicate=True)
+
+    @callback(location, *inputs, State(sids.state, "data"), prevent_initial_call=True)
+    def pickers_to_url(*args: Any) -> Any:
+        values, state = args[:-1], ViewState.from_store(args[-1])
+        return search_or_no_update(apply_changes(state, get_portal().registry, **dict(zip(names, values, strict=True))),
+                                   state)
+
+    if time:
+        @callback(location, Input(sids.start, "value"), Input(sids.end, "value"),
+                  Input({"type": sids.quick, "span": ALL}, "n_clicks"), State(sids.state, "data"),
+                  prevent_initial_call=True)
+        def range_to_url(start: str | None, end: str | None, _clicks: list[int], data: dict[str, Any]) -> Any:
+            state = ViewState.from_store(data)
+            trigger = ctx.triggered_id
+            if isinstance(trigger, dict) and trigger.get("type") == sids.quick:
+                clicked = any(t["value"] for t in ctx.triggered)  # a re-render reports n_clicks 0: not a click
+                return quick_range_search(state, str(trigger["span"])) if clicked else dash.no_update
+            return search_or_no_update(apply_changes(state, get_portal().registry, start=start, end=end), state)
+
+    if graph:
+        @callback(location, Input(graph, "relayoutData"), State(sids.state, "data"), prevent_initial_call=True)
+        def zoom_to_url(relayout: dict[str, Any] | None, data: dict[str, Any]) -> Any:
+            zoom = parse_zoom(relayout)
+            if zoom is None:
+                return dash.no_update
+            state = ViewState.from_store(data)
+            return search_or_no_update(apply_changes(state, get_portal().registry, start=zoom[0], end=zoom[1]),
+                                       state)
+
+
+def with_default_range(state: ViewState) -> ViewState:
+    """The state, with the last day of the selection's data when the URL gives no range
+    (unchanged when the selection holds no rows)."""
+    if state.start and state.end:
+        return state
+    portal = get_portal()
+    site = portal.registry.get_site(state.site or 0)
+    component = state.component or "rack"
+    sel = make_selector(portal.store(site.id), component, state.bank if component in ("bank", "rack") else None,
+                        state.rack if component == "rack" else None)
+    try:
+        start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(sel), site)
+    except NotFound:
+        return state
+    return replace(state, start=start, end=end)
+
+
+def has_route(prefix: str) -> bool:
+    """A route starting with `prefix` is installed (e.g. another module's DI downloads)."""
+    return any(r.rule.startswith(prefix) for r in current_app.url_map.iter_rules())

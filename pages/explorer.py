@@ -1,0 +1,194 @@
+"""Explorer: any field of a bank, rack, PCS or sensor over any range. The chart is
+downsampled on the server (min/max/mean per round bucket, at most ~1500 per field);
+zooming writes the new range into the URL, which fetches finer data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html
+from flask import request
+
+from components import ids
+from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
+from components.charts import describe_width, make_empty_figure, make_series_figure
+from components.controls import make_selection_bar
+from components.links import make_download_url, make_rows_url, make_stats_url
+from components.tables import make_columns, make_data_table
+from components.theme import GRAPH_CONFIG
+from components.urlstate import DEFAULT_SPAN, Problem, ViewState, get_time_range, make_quick_range, parse_view_state
+from pages._selection import get_portal, has_route, register_selection_callbacks
+from services.catalogue import Field
+from services.errors import EssError, NotFound
+from services.i18n import get_translator
+from services.registry import Registry
+from services.series import choose_width, get_newest_time, get_series
+from services.telemetry import Selector, fetch_page, make_selector, resolve_columns
+
+dash.register_page(__name__, path="/explorer", name="Explorer", order=2, nav_key="nav_explorer",
+                   title="Explorer · ESS portal")
+
+SIDS = ids.EXPLORER
+COMPONENTS = ("rack", "bank", "pcs", "etc")
+DEFAULT_FIELDS = {"rack": ("rack_soc", "rack_max_cell_voltage", "rack_min_cell_voltage"),
+                  "bank": ("bank_soc", "bank_power"), "etc": ("sensor1_temperature", "sensor1_humidity")}
+
+
+def get_selector(state: ViewState) -> Selector:
+    """The rows the state selects (bank and rack only where the data type has them)."""
+    portal = get_portal()
+    comp = state.component or "rack"
+    bank = state.bank if comp in ("bank", "rack") else None
+    return make_selector(portal.store(state.site or 0), comp, bank, state.rack if comp == "rack" else None)
+
+
+def resolve_fields(state: ViewState, fields: list[Field]) -> tuple[ViewState, list[Problem]]:
+    """Keep the URL's chartable fields; unknown ones are a problem; none = the defaults."""
+    chartable = [f.api_name for f in fields if f.kind in ("float", "int") and f.name not in ("BANK_ID", "RACK_ID")]
+    unknown = [f for f in state.fields if f not in chartable]
+    kept = tuple(f for f in state.fields if f in chartable)
+    problems = [Problem("fields", ",".join(unknown), "problem_field")] if unknown else []
+    if not kept:
+        kept = tuple(f for f in DEFAULT_FIELDS.get(state.component or "", ()) if f in chartable) or tuple(
+            chartable[:2])
+    return replace(state, fields=kept), problems
+
+
+def resolve_state(query: dict[str, str], registry: Registry) -> tuple[ViewState, list[Problem], list[Field]]:
+    """The URL's state with fields and a default range (the last day of data) filled in."""
+    state, problems = parse_view_state(query, registry, components=COMPONENTS)
+    fields = get_portal().store(state.site or 0).fields(state.component or "rack")
+    state, more = resolve_fields(state, fields)
+    if state.start is None:
+        try:
+            start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(get_selector(state)),
+                                          registry.get_site(state.site or 0))
+            state = replace(state, start=start, end=end)
+        except NotFound:
+            pass
+    return state, problems + more, fields
+
+
+def make_links(state: ViewState, lang: str, di_available: bool, host: str) -> html.Div:
+    t = get_translator(lang)
+    width = choose_width(get_time_range_seconds(state)) if state.start else 1
+    chart = make_rows_url(state, state.fields) if width <= 1 else make_stats_url(state, state.fields, width)
+    chart_url = host + chart
+    rows_url = host + make_rows_url(state, state.fields)
+
+    def url_box(label: str, id_: str, url: str) -> dbc.Col:
+        return dbc.Col([html.Div(label, className="small text-muted"),
+                        html.Div([html.Code(url, id=id_, className="ess-url"),
+                                  dcc.Clipboard(target_id=id_, title=t("copy"), className="ess-copy")],
+                                 className="d-flex align-items-start gap-2")], md=6, className="mb-2")
+
+    di = dbc.Button(t("download_csv_di"), id=ids.EXPLORER_DOWNLOAD_DI, href=make_download_url(
+        state, state.fields, deidentified=True) if di_available else None, external_link=True, color="secondary",
+        outline=True, size="sm", disabled=not di_available, title="" if di_available else t("di_unavailable"))
+    return html.Div([
+        html.Div([dbc.Button(t("download_csv"), id=ids.EXPLORER_DOWNLOAD, href=make_download_url(state, state.fields),
+                             external_link=True, color="primary", size="sm", className="me-2"), di],
+                 className="mb-2"),
+        dbc.Row([url_box(t("api_url_chart"), ids.EXPLORER_API_URL, chart_url),
+                 url_box(t("api_url_rows"), ids.EXPLORER_ROWS_URL, rows_url)]),
+    ], className="ess-links")
+
+
+def get_time_range_seconds(state: ViewState) -> int:
+    site = get_portal().registry.get_site(state.site or 0)
+    tr = get_time_range(state, site)
+    return tr.seconds if tr else 86400
+
+
+def build(state: ViewState, registry: Registry | None, lang: str, fields: list[Field],
+          top: list[Any], links: Any) -> html.Div:
+    t = get_translator(lang)
+    return html.Div([
+        html.H2(t("explorer_title"), id=SIDS.title, className="h4"),
+        html.P(t("explorer_lead"), className="text-muted small"),
+        html.Div(top, id=SIDS.alert),
+        make_selection_bar(SIDS, state, registry, lang, components=COMPONENTS, fields=fields),
+        dcc.Store(id=SIDS.state, data=state.to_store()),
+        html.Div(id=ids.EXPLORER_DATA_ALERT),
+        dbc.Card(dbc.CardBody([
+            dcc.Loading(dcc.Graph(id=ids.EXPLORER_GRAPH, figure=make_empty_figure(), config=GRAPH_CONFIG),
+                        delay_show=250, type="default"),
+            html.Div(id=ids.EXPLORER_CAPTION, className="small text-muted"),
+        ]), className="mb-3"),
+        html.Div(links, className="mb-3"),
+        html.H3(t("table_title"), className="h6"),
+        html.Div(id=ids.EXPLORER_TABLE_ALERT),
+        dcc.Loading(make_data_table(ids.EXPLORER_TABLE), delay_show=250),
+    ])
+
+
+def layout(lang: str | None = None, **query: str) -> html.Div:
+    """Without `lang` (Dash's validation pass) the skeleton only: no data is read."""
+    if lang is None:
+        return build(ViewState(), None, "en", [], [], None)
+    portal = get_portal()
+    try:
+        registry = portal.registry
+        state, problems, fields = resolve_state(query, registry)
+        links = make_links(state, lang, has_route("/api/ess/download/di/"), request.host_url.rstrip("/"))
+    except EssError as exc:
+        return build(ViewState(), None, lang, [], [make_error_alert(exc, lang)], None)
+    return build(state, registry, lang, fields, [make_problems_alert(problems, lang)], links)
+
+
+register_selection_callbacks(SIDS, pickers=("site", "component", "bank", "rack", "fields"), graph=ids.EXPLORER_GRAPH)
+
+
+@callback(Output(ids.EXPLORER_GRAPH, "figure"), Output(ids.EXPLORER_CAPTION, "children"),
+          Output(ids.EXPLORER_DATA_ALERT, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def update_chart(data: dict[str, Any], lang: str) -> tuple[Any, str, Any]:
+    """The downsampled series of the page state (one service call)."""
+    t = get_translator(lang)
+    state = ViewState.from_store(data)
+    if state.site is None:
+        return make_empty_figure(), "", None
+    try:
+        sel = get_selector(state)
+        tr = get_time_range(state, sel.site)
+        if tr is None:
+            return make_empty_figure(t("chart_empty")), "", make_no_data_alert(None, lang)
+        series = get_series(sel, tr, state.fields)
+        meta = {f.api_name: f for f in sel.store.fields(sel.component)}
+    except EssError as exc:
+        return make_empty_figure(t("chart_empty")), "", make_error_alert(exc, lang)
+    if series.points == 0:
+        return make_empty_figure(t("chart_empty")), "", make_no_data_alert(newest_text(sel), lang)
+    caption = (t("caption_raw", points=series.points) if series.raw else
+               t("caption_buckets", points=series.points, width=describe_width(series.width_s, lang)))
+    return make_series_figure(series, meta, lang, x_range=(state.start or "", state.end or "")), caption, None
+
+
+def newest_text(sel: Selector) -> str | None:
+    try:
+        return get_newest_time(sel).astimezone(sel.site.tz).strftime("%Y-%m-%d %H:%M:%S")
+    except NotFound:
+        return None
+
+
+@callback(Output(ids.EXPLORER_TABLE, "data"), Output(ids.EXPLORER_TABLE, "columns"),
+          Output(ids.EXPLORER_TABLE, "page_count"), Output(ids.EXPLORER_TABLE_ALERT, "children"),
+          Input(SIDS.state, "data"), Input(ids.EXPLORER_TABLE, "page_current"), State(ids.LANG, "value"))
+def update_table(data: dict[str, Any], page_current: int | None, lang: str) -> tuple[list[Any], list[Any], int, Any]:
+    """One page of the rows behind the chart, newest range first page = oldest rows."""
+    state = ViewState.from_store(data)
+    if state.site is None or not state.start:
+        return [], [], 1, None
+    try:
+        sel = get_selector(state)
+        tr = get_time_range(state, sel.site)
+        assert tr is not None
+        names = ["timestamp", *state.fields]
+        page = fetch_page(sel, tr, resolve_columns(sel, ",".join(names)), page_size=25, page=(page_current or 0) + 1)
+        meta = {f.api_name: f for f in sel.store.fields(sel.component)}
+    except EssError as exc:
+        return [], [], 1, make_error_alert(exc, lang)
+    return page.rows, make_columns(names, meta), max(1, math.ceil(page.count / 25)), None

@@ -1,0 +1,122 @@
+"""Live monitoring of one site: refreshed every few seconds from the site snapshot (one
+query per refresh for the whole site, never one per rack)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html
+
+from components import ids
+from components.alerts import make_error_alert, make_not_computed_alert, make_problems_alert
+from components.controls import describe_fields, make_selection_bar
+from components.live import (
+    make_bank_tiles,
+    make_event_list,
+    make_rack_grid,
+    make_room_panel,
+    make_updated_text,
+    newest_time,
+)
+from components.urlstate import ViewState, parse_view_state
+from pages._extras import get_recent_events
+from pages._selection import get_portal, register_selection_callbacks
+from services.errors import ConfigError, EssError
+from services.i18n import get_translator
+from services.protection_map import Limit, load_protection_map
+from services.registry import Registry, Site
+from services.snapshot import get_snapshot
+
+dash.register_page(__name__, path="/live", name="Live", order=1, nav_key="nav_live", title="Live · ESS portal")
+
+SIDS = ids.LIVE
+REFRESH_S = 3
+
+
+def _card(title: str, body_id: str) -> dbc.Card:
+    return dbc.Card([dbc.CardHeader(title, className="fw-semibold"), dbc.CardBody(html.Div(id=body_id))],
+                    className="mb-3 shadow-sm")
+
+
+def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]) -> html.Div:
+    t = get_translator(lang)
+    return html.Div([
+        html.Div([html.H2(t("live_title"), id=SIDS.title, className="h4 mb-0 me-3"),
+                  html.Span([t("live_updated") + ": ", html.Span(id=ids.LIVE_UPDATED)], className="ess-updated")],
+                 className="d-flex flex-wrap align-items-baseline mb-1"),
+        html.P(t("live_lead", seconds=REFRESH_S), className="text-muted small"),
+        html.Div(top, id=SIDS.alert),
+        make_selection_bar(SIDS, state, registry, lang, bank=False, rack=False, time=False),
+        dcc.Store(id=SIDS.state, data=state.to_store()),
+        dcc.Interval(id=ids.LIVE_INTERVAL, interval=REFRESH_S * 1000, n_intervals=0),
+        html.Div(id=ids.LIVE_DATA_ALERT),
+        html.Div(id=ids.LIVE_BANKS),
+        dbc.Row([
+            dbc.Col(_card(t("live_racks"), ids.LIVE_GRID), lg=8),
+            dbc.Col([_card(t("live_room"), ids.LIVE_ROOM), _card(t("live_events"), ids.LIVE_EVENTS)], lg=4),
+        ]),
+    ])
+
+
+def layout(lang: str | None = None, **query: str) -> html.Div:
+    """Without `lang` (Dash's validation pass) the skeleton only: no data is read."""
+    if lang is None:
+        return build(ViewState(), None, "en", [])
+    try:
+        registry = get_portal().registry
+    except EssError as exc:
+        return build(ViewState(), None, lang, [make_error_alert(exc, lang)])
+    state, problems = parse_view_state(query, registry)
+    return build(state, registry, lang, [make_problems_alert(problems, lang)])
+
+
+register_selection_callbacks(SIDS, pickers=("site",), time=False)
+
+
+@callback(Output(ids.LIVE_BANKS, "children"), Output(ids.LIVE_GRID, "children"), Output(ids.LIVE_ROOM, "children"),
+          Output(ids.LIVE_UPDATED, "children"), Output(ids.LIVE_DATA_ALERT, "children"),
+          Input(ids.LIVE_INTERVAL, "n_intervals"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def refresh(_n: int, data: dict[str, Any], lang: str) -> tuple[Any, ...]:
+    """One snapshot of the whole site, judged against its protection map."""
+    state = ViewState.from_store(data)
+    if state.site is None:
+        return None, None, None, None, None
+    portal = get_portal()
+    try:
+        store = portal.store(state.site)
+        snapshot = get_snapshot(store)
+        units, labels = describe_fields([f for c in ("bank", "rack", "etc") if c in store.site.tables
+                                         for f in store.fields(c)], lang)
+    except EssError as exc:
+        return None, None, None, None, make_error_alert(exc, lang)
+    limits, map_error = get_rack_limits(store.site)
+    return (make_bank_tiles(snapshot, units, lang), make_rack_grid(snapshot, limits, units, lang),
+            make_room_panel(snapshot.get("etc"), units, labels, lang),
+            make_updated_text(newest_time(snapshot), datetime.now(UTC), lang),
+            None if map_error is None else make_error_alert(map_error, lang))
+
+
+def get_rack_limits(site: Site) -> tuple[dict[str, Limit], ConfigError | None]:
+    """The site's rack limits; a map that cannot be used leaves the grid uncoloured and
+    is shown as an alert (the values are still worth seeing)."""
+    try:
+        return load_protection_map(site).limits.get("rack", {}), None
+    except ConfigError as exc:
+        return {}, exc
+
+
+@callback(Output(ids.LIVE_EVENTS, "children"), Input(ids.LIVE_INTERVAL, "n_intervals"), Input(SIDS.state, "data"),
+          State(ids.LANG, "value"))
+def refresh_events(_n: int, data: dict[str, Any], lang: str) -> Any:
+    """The newest protection-map events of the site (issue 4's evaluator)."""
+    state = ViewState.from_store(data)
+    if state.site is None:
+        return None
+    try:
+        events = get_recent_events(get_portal(), state.site)
+    except EssError as exc:
+        return make_error_alert(exc, lang)
+    return make_not_computed_alert("what_events", lang) if events is None else make_event_list(events, lang)

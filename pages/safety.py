@@ -1,0 +1,211 @@
+"""Safety of one rack: SoS gauge and its seven factors, ExSoS with class degrees and
+membership curves, SoC/SoH, SoL with its forecast and end of life, SoCP heatmap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html
+
+from components import ids
+from components.alerts import make_error_alert, make_no_data_alert, make_not_computed_alert, make_problems_alert
+from components.charts import make_series_figure
+from components.controls import make_selection_bar
+from components.safety import (
+    make_exsos_figure,
+    make_membership_figure,
+    make_socp_heatmap,
+    make_sol_figure,
+    make_sos_figure,
+    make_sos_gauge,
+)
+from components.theme import GRAPH_CONFIG
+from components.urlstate import Problem, ViewState, get_time_range, parse_view_state
+from pages import _extras
+from pages._selection import get_portal, register_selection_callbacks, with_default_range
+from services.errors import EssError
+from services.i18n import get_translator
+from services.registry import Registry
+from services.series import get_series
+from services.telemetry import make_selector
+
+dash.register_page(__name__, path="/safety", name="Safety", order=3, nav_key="nav_safety",
+                   title="Safety · ESS portal")
+
+SIDS = ids.SAFETY
+
+
+def _section(title: str, id_: str) -> dbc.Card:
+    return dbc.Card([dbc.CardHeader(title, className="fw-semibold"),
+                     dbc.CardBody(dcc.Loading(html.Div(id=id_, className="ess-min-h"), delay_show=250))],
+                    className="mb-3 shadow-sm")
+
+
+def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]) -> html.Div:
+    t = get_translator(lang)
+    return html.Div([
+        html.H2(t("safety_title"), id=SIDS.title, className="h4"),
+        html.P(t("safety_lead"), className="text-muted small"),
+        html.Div(top, id=SIDS.alert),
+        make_selection_bar(SIDS, state, registry, lang),
+        dcc.Store(id=SIDS.state, data=state.to_store()),
+        _section(t("sos_title"), ids.SAFETY_SOS),
+        dbc.Row([dbc.Col(_section(t("exsos_title"), ids.SAFETY_EXSOS), xl=12)]),
+        dbc.Row([dbc.Col(_section(t("soc_soh_title"), ids.SAFETY_SOC_SOH), lg=6),
+                 dbc.Col(_section(t("sol_title"), ids.SAFETY_SOL), lg=6)]),
+        dbc.Card([dbc.CardHeader(t("socp_title"), className="fw-semibold"), dbc.CardBody([
+            dbc.Row([
+                dbc.Col([dbc.Label(t("socp_period"), className="small text-muted mb-1"),
+                         dbc.Select(id=ids.SAFETY_PERIOD, size="sm", value=state.get("period", "1"),
+                                    options=[{"label": t("period_n", n=n), "value": str(n)} for n in (1, 7, 30)])],
+                        xs=6, md=2),
+                dbc.Col([dbc.Label(t("status"), className="small text-muted mb-1"),
+                         dbc.Select(id=ids.SAFETY_STATUS, size="sm", value=state.get("status", "0"),
+                                    options=[{"label": t(name), "value": str(i)}
+                                             for i, name in enumerate(("charge", "discharge", "rest"))])],
+                        xs=6, md=2),
+            ], className="g-2 mb-2"),
+            dcc.Loading(html.Div(id=ids.SAFETY_SOCP, className="ess-min-h"), delay_show=250),
+        ])], className="mb-3 shadow-sm"),
+    ])
+
+
+def check_socp_choice(state: ViewState) -> tuple[ViewState, list[Problem]]:
+    """`period` 1/7/30 and `status` 0/1/2 (charge/discharge/rest); others reported and dropped."""
+    problems = []
+    for key, valid, reason in (("period", ("1", "7", "30"), "problem_period"), ("status", ("0", "1", "2"),
+                                                                                 "problem_status")):
+        if state.get(key) and state.get(key) not in valid:
+            problems.append(Problem(key, state.get(key), reason))
+            state = state.with_extra(**{key: None})
+    return state, problems
+
+
+def layout(lang: str | None = None, **query: str) -> html.Div:
+    """Without `lang` (Dash's validation pass) the skeleton only: no data is read."""
+    if lang is None:
+        return build(ViewState(), None, "en", [])
+    try:
+        registry = get_portal().registry
+        state, problems = parse_view_state(query, registry, extra=("period", "status"))
+        state, more = check_socp_choice(with_default_range(state))
+    except EssError as exc:
+        return build(ViewState(), None, lang, [make_error_alert(exc, lang)])
+    return build(state, registry, lang, [make_problems_alert(problems + more, lang)])
+
+
+register_selection_callbacks(SIDS, extra=((ids.SAFETY_PERIOD, "period"), (ids.SAFETY_STATUS, "status")))
+
+
+def _graph(fig: Any) -> dcc.Graph:
+    return dcc.Graph(figure=fig, config=GRAPH_CONFIG)
+
+
+@callback(Output(ids.SAFETY_SOS, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def update_sos(data: dict[str, Any], lang: str) -> Any:
+    """A gauge per rack of the bank (newest analysed 10 minutes of the range) and the
+    SoS/factor series of the chosen rack."""
+    state = ViewState.from_store(data)
+    if state.site is None:
+        return None
+    try:
+        rows = _extras.get_sos(get_portal(), state)
+        gauges = _extras.get_rack_sos(get_portal(), state)
+    except EssError as exc:
+        return make_error_alert(exc, lang)
+    if rows is None or gauges is None:
+        return make_not_computed_alert("what_sos", lang)
+    if not rows:
+        return make_no_data_alert(None, lang)
+    return html.Div([make_gauge_row(gauges, state.rack, lang), _graph(make_sos_figure(rows, lang))])
+
+
+def make_gauge_row(gauges: dict[int, float | None], chosen: int | None, lang: str) -> dbc.Row:
+    t = get_translator(lang)
+    return dbc.Row([dbc.Col(dcc.Graph(figure=make_sos_gauge(value, lang, t("rack_n", n=rack)),
+                                      config={"displayModeBar": False}, className="ess-gauge" + (
+                                          " ess-gauge-chosen" if rack == chosen else "")),
+                            xs=6, md=4, xl=2) for rack, value in gauges.items()], className="g-2 mb-2")
+
+
+@callback(Output(ids.SAFETY_EXSOS, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def update_exsos(data: dict[str, Any], lang: str) -> Any:
+    """ExSoS of the rack per 10-minute window, and the membership curves."""
+    state = ViewState.from_store(data)
+    if state.site is None:
+        return None
+    try:
+        result = _extras.get_exsos(get_portal(), state)
+    except EssError as exc:
+        return make_error_alert(exc, lang)
+    if result is None:
+        return make_not_computed_alert("what_exsos", lang)
+    rows, curves = result
+    if not rows:
+        return make_no_data_alert(None, lang)
+    detail = rows[-1].get("membership_degree_detail")
+    return dbc.Row([dbc.Col(_graph(make_exsos_figure(rows, lang)), lg=7),
+                    dbc.Col(_graph(make_membership_figure(curves, lang, detail)), lg=5)])
+
+
+@callback(Output(ids.SAFETY_SOC_SOH, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def update_soc_soh(data: dict[str, Any], lang: str) -> Any:
+    """The BMS's SoC and SoH of the rack (downsampled like the explorer)."""
+    state = ViewState.from_store(data)
+    if state.site is None or not state.start:
+        return make_no_data_alert(None, lang) if state.site is not None else None
+    try:
+        store = get_portal().store(state.site)
+        sel = make_selector(store, "rack", state.bank, state.rack)
+        tr = get_time_range(state, store.site)
+        assert tr is not None
+        series = get_series(sel, tr, ["rack_soc", "rack_soh"], max_points=600)
+        meta = {f.api_name: f for f in store.fields("rack")}
+    except EssError as exc:
+        return make_error_alert(exc, lang)
+    if series.points == 0:
+        return make_no_data_alert(None, lang)
+    return _graph(make_series_figure(series, meta, lang, x_range=(state.start, state.end or "")))
+
+
+@callback(Output(ids.SAFETY_SOL, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def update_sol(data: dict[str, Any], lang: str) -> Any:
+    """SoL of the bank with its forecast band and the expected end of life."""
+    state = ViewState.from_store(data)
+    if state.site is None:
+        return None
+    t = get_translator(lang)
+    try:
+        result = _extras.get_sol(get_portal(), state)
+    except EssError as exc:
+        return make_error_alert(exc, lang)
+    if result is None:
+        return make_not_computed_alert("what_sol", lang)
+    rows, today, eol = result
+    if not rows:
+        return make_no_data_alert(None, lang)
+    note = html.Div(t("eol_date", date=eol.isoformat()), className="small text-muted") if eol else None
+    return html.Div([_graph(make_sol_figure(rows, lang, today, eol)), note])
+
+
+@callback(Output(ids.SAFETY_SOCP, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def update_socp(data: dict[str, Any], lang: str) -> Any:
+    """Which cell keeps being the extreme one, per SoC band, with flagged cells."""
+    state = ViewState.from_store(data)
+    if state.site is None:
+        return None
+    t = get_translator(lang)
+    try:
+        result = _extras.get_socp(get_portal(), state)
+    except EssError as exc:
+        return make_error_alert(exc, lang)
+    if result is None:
+        return make_not_computed_alert("what_socp", lang)
+    counts, cells, flagged, day = result
+    if not counts:
+        return make_no_data_alert(None, lang)
+    note = t("flagged_cells", cells=", ".join(map(str, flagged))) if flagged else t("no_flagged_cells")
+    return html.Div([html.Div(t("socp_day", day=day), className="small text-muted"),
+                     _graph(make_socp_heatmap(counts, cells, flagged, lang)), html.Div(note, className="small")])

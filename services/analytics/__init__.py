@@ -1,0 +1,12 @@
+"""Safety indices and forecasts (docs: spec/ANALYTICS.md).
+
+* `sos` State of Safety per sample, seven factors from the protection map;
+* `exsos` the fuzzy Extended SoS every 10 minutes (rack and bank);
+* `socp` State of Cell Position (which cell keeps being the extreme one);
+* `soh` daily mean SoH, SoL and its long-horizon forecast;
+* `forecast` 10-minute and 1-day forecasts with rolling-origin backtests;
+* `store` the app-database tables, `results` the reads behind the API, `jobs` the
+  incremental job that computes everything (`flask --app app ess analyze`).
+
+Importing this package does nothing heavy: Prophet is imported where a model is fitted.
+"""
