@@ -144,7 +144,7 @@ def fit_times(app: Any, store: SiteStore, days: int) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         ridge = fc.train_ridge(grid, target, day)
         t1 = time.perf_counter()
-        prophet = fc.prophet_forecasts(grid, target, day, origins + fc.HORIZON_S - 30, site.timezone)
+        prophet = fc.prophet_day_curve(grid, target, day, site.timezone)
         t2 = time.perf_counter()
         fc.forecast_10min(grid, target, origins, day, prophet, ridge)
         t3 = time.perf_counter()
@@ -185,10 +185,10 @@ def lightgbm_table(app: Any, store: SiteStore, days: int) -> list[dict[str, Any]
                 d = fc._take(y, pos + fc.HORIZON_STEPS) - fc._take(fc._ffill(y), pos)
                 ok = ~np.isnan(x).any(axis=1) & ~np.isnan(d)
                 t0 = time.perf_counter()
-                model = lgb.LGBMRegressor(n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=40,
-                                          subsample=0.8, subsample_freq=1, colsample_bytree=0.8, n_jobs=1,
-                                          verbose=-1, random_state=7)
-                model.fit(x[ok], d[ok])
+                params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 40,
+                          "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8, "num_threads": 1,
+                          "verbosity": -1, "seed": 7}
+                model = lgb.train(params, lgb.Dataset(x[ok], d[ok]), num_boost_round=200)
                 fit_s += time.perf_counter() - t0
                 origins = np.arange(day, day + fc.DAY_S, fc.ISSUE_EVERY_S, dtype=np.int64)
                 p = grid.pos(origins)

@@ -45,6 +45,7 @@ from services.errors import EssError  # noqa: E402
 from services.generator import generate_day, write_demo  # noqa: E402
 from services.protection import (  # noqa: E402
     RACK_FLAGS,
+    _rack_plan,
     add_counts,
     count_levels,
     evaluate_site,
@@ -135,6 +136,14 @@ def plain_end_to_end(store: SiteStore) -> int:
     return plain_levels(frame)
 
 
+def filter_only(store: SiteStore) -> int:
+    """SELECT count(*) WHERE <the evaluator's candidate filter>: the scan cost alone."""
+    plan = _rack_plan(store.table("rack"), load_protection_map(store.site), store.dialect)
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(plan.table).where(plan.candidate)).scalar()
+                   or 0)
+
+
 def bench_database(label: str, store: SiteStore, app_url: str, repeat: int) -> None:
     samples = 0
 
@@ -147,12 +156,15 @@ def bench_database(label: str, store: SiteStore, app_url: str, repeat: int) -> N
 
     ours_s, _ = best(repeat, ours)
     base_s, _ = best(repeat, lambda: plain_end_to_end(store))
+    floor_s, _ = best(repeat, lambda: filter_only(store))
     print(f"(b) evaluation from {label}, {samples:,} samples (rack and bank rows):")
     print(f"    evaluate_site (filter in the database, numpy on candidates, events and episodes stored): "
           f"{ours_s:.2f} s, {rate(samples, ours_s)}")
     print(f"    plain: pandas.read_sql of the judged columns + plain comparison: {base_s:.2f} s, "
           f"{rate(samples, base_s)}")
     print(f"    ratio evaluate_site / plain: {base_s / ours_s:.2f}x")
+    print(f"    the database's own scan with the candidate filter (count only, rack table): {floor_s:.2f} s, "
+          f"{rate(samples, floor_s)} - the bound for any evaluator reading this database")
 
 
 def fill_events(engine: sa.Engine, site_id: int, n_events: int, start: int, days: int = 30) -> None:

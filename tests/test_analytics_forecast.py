@@ -96,24 +96,21 @@ def test_a_forecast_issued_at_t_uses_no_sample_after_t() -> None:
     g = grid()
     day = midnight(ANCHOR + timedelta(days=2))
     origins = day + fc.ISSUE_EVERY_S * np.array([6, 61, 80, 100, 143], dtype=np.int64)
-    predict_at = day + fc.ISSUE_EVERY_S * np.arange(1, fc.STEPS_1D + 1, dtype=np.int64) - 30
     for target in ("max_cell_voltage", "max_cell_temperature", "sos"):
         ridge = fc.train_ridge(g, target, day)
         assert ridge is not None
+        curve = fc.prophet_day_curve(g, target, day, TZ) if target != "sos" else None
         for t in origins:
             bad = perturbed_after(g, int(t))
-            k = (np.array([t]) - day) // fc.ISSUE_EVERY_S
-            prophet = fc.prophet_forecasts(g, target, day, predict_at, TZ) if t == origins[0] else None
-            if prophet is not None:  # Prophet is fitted before the day: the later data cannot reach it
-                again = fc.prophet_forecasts(bad, target, day, predict_at, TZ)
-                assert again is not None and np.array_equal(prophet, again)
-            ref = fc.forecast_10min(g, target, np.array([t]), day, None if prophet is None else prophet[k],
-                                    ridge)
-            got = fc.forecast_10min(bad, target, np.array([t]), day, None if prophet is None else prophet[k],
-                                    fc.train_ridge(bad, target, day))
+            if curve is not None and t == origins[0]:  # fitted before the day: later data cannot reach it
+                again = fc.prophet_day_curve(bad, target, day, TZ)
+                assert again is not None and np.array_equal(curve, again) and curve.shape == (145,)
+            ref = fc.forecast_10min(g, target, np.array([t]), day, curve, ridge)
+            got = fc.forecast_10min(bad, target, np.array([t]), day, curve, fc.train_ridge(bad, target, day))
             for model in fc.MODELS:
                 assert np.array_equal(ref.values[model], got.values[model], equal_nan=True), (target, t, model)
             assert not np.isnan(ref.values["ridge"]).any()
+            assert curve is None or not np.isnan(ref.values["prophet"]).any()
 
 
 def test_the_day_ahead_forecast_uses_no_sample_of_its_day() -> None:

@@ -15,7 +15,9 @@ reads grid values labelled <= t only; the learned models are trained on earlier 
 * prophet: fitted once per rack, target and local day on the trailing PROPHET_WINDOW_DAYS
   of 5-minute means before the day: daily seasonality on a flat trend, no regressors (a
   linear trend fitted on three days and carried a day ahead was off by up to a volt on
-  generated data);
+  generated data); its curve gives the change over the horizon, anchored on the last
+  value: y(t) + P(t + 10 min) - P(t) (its level a day after the fit was 10x worse than
+  persistence);
 * ridge: closed-form ridge on the change y(t + 10) - y(t) with lags, slope, current,
   current², 10-minute mean current, SoC, time of day of the target, and the dispatch
   schedule as a known-future input: the typical current at the target time (per-minute
@@ -46,7 +48,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-FORMULA_VERSION = "forecast-1.0"
+FORMULA_VERSION = "forecast-1.1"
 TARGETS: tuple[str, ...] = ("max_cell_voltage", "min_cell_voltage", "max_cell_temperature", "min_cell_temperature",
                             "sos")
 TARGET_COLUMNS: dict[str, str] = {"max_cell_voltage": "RACK_MAX_CELL_VOLTAGE",
@@ -395,14 +397,26 @@ class IssuedForecasts:
     fit_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def forecast_10min(grid: Grid, target: str, origins: np.ndarray, day_start: int,
-                   prophet_values: np.ndarray | None = None, ridge: RidgeModel | None = None) -> IssuedForecasts:
-    """Every model at `origins` (epoch s, all inside the local day starting at `day_start`).
+def prophet_day_curve(grid: Grid, target: str, day_start: int, tz: ZoneInfo | str) -> np.ndarray | None:
+    """Prophet (fitted before the day) at the labels day_start + 10 min x k, k = 0..144
+    (each at the middle of its minute), for the day's 10-minute issues; None when the
+    trailing window holds too little."""
+    labels = day_start + ISSUE_EVERY_S * np.arange(STEPS_1D + 1, dtype=np.int64)
+    return prophet_forecasts(grid, target, day_start, labels - STEP_S // 2, tz)
 
-    `prophet_values` are Prophet's predictions at origins + 10 min (from
-    `prophet_forecasts`, fitted before the day); `ridge` a model trained before the day."""
+
+def forecast_10min(grid: Grid, target: str, origins: np.ndarray, day_start: int,
+                   prophet_curve: np.ndarray | None = None, ridge: RidgeModel | None = None) -> IssuedForecasts:
+    """Every model at `origins` (epoch s, 10-minute marks inside the local day starting at
+    `day_start`).
+
+    `prophet_curve` is `prophet_day_curve` of the day (fitted before it); `ridge` a model
+    trained before the day."""
     values = baseline_forecasts(grid, target, origins)
-    values["prophet"] = np.full(origins.shape, np.nan) if prophet_values is None else np.asarray(prophet_values)
+    values["prophet"] = np.full(origins.shape, np.nan)
+    if prophet_curve is not None:
+        k = (np.asarray(origins, dtype=np.int64) - day_start) // ISSUE_EVERY_S
+        values["prophet"] = values["persistence"] + prophet_curve[k + 1] - prophet_curve[k]
     values["ridge"] = ridge_forecasts(grid, target, origins, ridge)
     lo, hi = CLIP.get(target, (-np.inf, np.inf))
     values = {m: np.clip(values[m], lo, hi) for m in MODELS}

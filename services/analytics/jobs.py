@@ -201,12 +201,17 @@ TASK_TABLES: dict[str, tuple[sa.Table, ...]] = {
 
 
 def task_versions(site: Site) -> dict[str, str]:
+    """Each task's version; a task's version includes those of the tasks it reads from,
+    so that recomputing one recomputes what depends on it (the SoS parameters come from
+    the site's protection map: a new map means new SoS, ExSoS, SoCP and SoS forecasts)."""
     params = sos_parameters(load_protection_map(site))
+    sos = f"{params.version};{exsos_mod.version(params)};{socp_mod.FORMULA_VERSION}"
+    daily = f"{socp_mod.FORMULA_VERSION};{soh_mod.FORMULA_VERSION};{sos}"
     return {
-        "sos": f"{params.version};{exsos_mod.version(params)};{socp_mod.FORMULA_VERSION}",
-        "daily": f"{socp_mod.FORMULA_VERSION};{soh_mod.FORMULA_VERSION}",
-        "sol": soh_mod.FORMULA_VERSION,
-        "forecast": fc.version(),
+        "sos": sos,
+        "daily": daily,
+        "sol": f"{soh_mod.FORMULA_VERSION};{daily}",
+        "forecast": f"{fc.version()};{sos}",
         "forecast_1d": fc.version(),
     }
 
@@ -537,30 +542,27 @@ def read_minute_grid(ctx: _Ctx, lo: int, hi: int) -> dict[tuple[int, int], fc.Gr
 
 def _prophet_day(ctx: _Ctx, key: tuple[int, int], target: str, day: int, grid: fc.Grid,
                  cache: dict[tuple[int, int, str], np.ndarray | None]) -> np.ndarray | None:
-    """Prophet's predictions for the 144 issue times of a day (from the cache table, else
-    fitted now and cached)."""
+    """Prophet's curve over the day's issue times (`prophet_day_curve`): from the cache
+    table, else fitted now and cached, so incremental runs fit once per rack, target and
+    day."""
     ck = (key[0], key[1], target)
     if not ctx.with_prophet:
         return None
     if ck in cache:
         return cache[ck]
     m = st.model_cache
+    where = [m.c.site_id == ctx.sid, m.c.bank_id == key[0], m.c.rack_id == key[1], m.c.target == target,
+             m.c.model == "prophet"]
     with ctx.engine.connect() as conn:
-        row = conn.execute(sa.select(m.c.payload).where(
-            m.c.site_id == ctx.sid, m.c.bank_id == key[0], m.c.rack_id == key[1], m.c.target == target,
-            m.c.model == "prophet", m.c.day == day)).first()
+        row = conn.execute(sa.select(m.c.payload).where(*where, m.c.day == day)).first()
     if row is not None:
         payload = _json(row[0])
         values = None if payload.get("values") is None else np.array(
             [np.nan if v is None else v for v in payload["values"]], dtype=float)
     else:
-        targets_at = day + fc.ISSUE_EVERY_S * np.arange(1, fc.STEPS_1D + 1, dtype=np.int64)
-        values = fc.prophet_forecasts(grid, target, day, targets_at - fc.STEP_S // 2, ctx.tz)
+        values = fc.prophet_day_curve(grid, target, day, ctx.tz)
         with ctx.engine.begin() as conn:
-            conn.execute(sa.delete(m).where(m.c.site_id == ctx.sid, m.c.bank_id == key[0], m.c.rack_id == key[1],
-                                            m.c.target == target, m.c.model == "prophet", m.c.day < day))
-            conn.execute(sa.delete(m).where(m.c.site_id == ctx.sid, m.c.bank_id == key[0], m.c.rack_id == key[1],
-                                            m.c.target == target, m.c.model == "prophet", m.c.day == day))
+            conn.execute(sa.delete(m).where(*where, m.c.day <= day))  # earlier days' fits are no longer needed
             conn.execute(sa.insert(m).values(site_id=ctx.sid, bank_id=key[0], rack_id=key[1], target=target,
                                              model="prophet", day=day,
                                              payload=st.clean({"values": None if values is None else values})))
@@ -625,12 +627,8 @@ def _forecast_day(ctx: _Ctx, grids: dict[tuple[int, int], fc.Grid], day: int, or
             if target not in grid.columns:
                 continue
             ridge = fc.train_ridge(grid, target, day)
-            prophet_day = _prophet_day(ctx, key, target, day, grid, cache)
-            pv = None
-            if prophet_day is not None:
-                k = (origins - day) // fc.ISSUE_EVERY_S  # origin day + 600 k predicts label day + 600 (k + 1)
-                pv = prophet_day[k]
-            issued = fc.forecast_10min(grid, target, origins, day, pv, ridge)
+            curve = _prophet_day(ctx, key, target, day, grid, cache)
+            issued = fc.forecast_10min(grid, target, origins, day, curve, ridge)
             observed_ok = origins + fc.HORIZON_S <= horizon
             new = pd.DataFrame({"time": origins, "target_time": origins + fc.HORIZON_S,
                                 "observed": np.where(observed_ok, issued.observed, np.nan), **issued.values})

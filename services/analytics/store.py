@@ -34,7 +34,7 @@ state = sa.Table(
     sa.Column("site_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("task", sa.String(40), primary_key=True),
     sa.Column("watermark", sa.BigInteger, nullable=False),  # epoch s: everything before it is done
-    sa.Column("version", sa.String(120), nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
     sa.Column("updated", sa.BigInteger, nullable=False),
 )
 
