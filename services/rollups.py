@@ -48,9 +48,8 @@ def rollup_name(raw: sa.Table) -> str:
 def build_rollup_table(store: SiteStore, component: str, metadata: sa.MetaData) -> sa.Table:
     """The rollup table's definition for a component's raw table."""
     raw = store.table(component)
-    ts = next(c for c in raw.columns if c.name.upper() == "TIMESTAMP")
-    cols: list[sa.Column[Any]] = [sa.Column("bucket", ts.type.__class__() if store.dialect != "sqlite"
-                                            else sa.BigInteger(), nullable=False)]
+    bucket_type = sa.BigInteger() if store.dialect == "sqlite" else sa.TIMESTAMP(timezone=True)
+    cols: list[sa.Column[Any]] = [sa.Column("bucket", bucket_type, nullable=False)]
     keys = [c for c in raw.columns if c.name.upper() in KEYS]
     cols += [sa.Column(c.name, sa.Integer(), nullable=False) for c in keys]
     cols.append(sa.Column("n", sa.Integer(), nullable=False))
