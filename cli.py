@@ -16,6 +16,7 @@ from typing import Any
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from werkzeug.serving import run_simple
 
 from services.errors import EssError
 from services.portal import Portal
@@ -277,6 +278,8 @@ def serve_command(live: bool | None) -> None:
         click.echo("live mode on: one new row per second per component")
     click.echo(f"serving on http://{settings.host}:{settings.port}/")
     try:
-        current_app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
+        # Flask.run() refuses to run inside the `flask` CLI; werkzeug's server is the same one
+        run_simple(settings.host, settings.port, current_app._get_current_object(),  # type: ignore[attr-defined]
+                   threaded=True, use_reloader=False)
     finally:
         stop.set()
