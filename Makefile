@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app app
 DEMO_DAYS ?= 2
 
-.PHONY: run test install install-dev browser postgres redis lint bench clean-data
+.PHONY: run test install install-dev browser postgres redis lint bench bench-load clean-data
 
 $(VENV)/.runtime: requirements.txt
 	@echo "==> creating the virtual environment in $(VENV) and installing requirements.txt"
@@ -62,6 +62,12 @@ test: install-dev browser postgres redis lint
 
 bench: install-dev
 	@$(PY) bench/generate.py
+
+# gunicorn (2 workers) on a throwaway PostgreSQL cluster (port 5440, dropped afterwards) with Redis;
+# needs root for pg_createcluster, and wrk (installed here from apt when missing)
+bench-load: install-dev redis
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	@$(PY) bench/load.py
 
 clean-data:
 	rm -rf data/*.sqlite data/*.sqlite-* data/sites.toml

@@ -7,7 +7,9 @@ blueprint, the Dash UI and the CLI. Importing this module does nothing else.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,14 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
     `settings` is a services.settings.Settings; `overrides` are ESS_* names (tests).
     """
     from api.analytics import bp as analytics_bp
+    from api.auth import install_auth
     from api.caching import install_caching
     from api.deid import bp as deid_bp
     from api.docs import bp as docs_bp
     from api.downloads import bp as downloads_bp
     from api.errors import register_error_handlers
     from api.jsonprovider import OrjsonProvider
+    from api.limits import install_limits
     from api.protection import bp as protection_bp
     from api.routes import bp as api_bp
     from api.stats import bp as stats_bp
@@ -40,11 +44,16 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = Flask(__name__)
+    if settings.proxy_fix:  # behind N trusted proxies: client address, scheme, host from X-Forwarded-*
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        n = settings.proxy_fix
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)  # type: ignore[method-assign]
     server.json = OrjsonProvider(server)
     portal = Portal(settings)
     server.extensions["ess"] = portal
-    server.config["SECRET_KEY"] = None  # set lazily by the auth layer (issue #7)
     register_error_handlers(server)
+    install_limits(server)  # oversized requests refused before auth, cache or views
+    install_auth(server, settings)  # before the cache: a cached body is never served to an unauthorised caller
     install_caching(server, settings)
     server.register_blueprint(api_bp)
     server.register_blueprint(telemetry_bp)
@@ -82,9 +91,17 @@ def _create_dash(server: Flask) -> dash.Dash:
         routing_callback_inputs={"lang": dash.Input(ids.LANG, "value")},  # a language switch re-renders the page
     )
     from components.layout import make_shell
+
+    if "pages._shell" in sys.modules:  # a second app in this process: register the shell callbacks again
+        importlib.reload(sys.modules["pages._shell"])
     from pages import _shell  # noqa: F401  (navigation callbacks)
 
     app.layout = make_shell(dash.page_registry.values())
+    # `dash.callback` registers into process-global lists that the first request of *some*
+    # Dash app drains. Claim them now, so a second app in the same process (tests build
+    # one with ESS_AUTH=on) gets its own complete set; the shell module is re-run for it.
+    with server.app_context():
+        app._setup_server()
     server.extensions["dash"] = app
     return app
 

@@ -76,10 +76,14 @@ def sites_command() -> None:
 @click.option("--sites", "site_ids", help="Comma list of site ids (default: all).")
 @with_appcontext
 def create_schema_command(site_ids: str | None) -> None:
-    """Create the tables and indexes of registered sites (idempotent)."""
+    """Create the databases (PostgreSQL), tables and indexes of registered sites (idempotent)."""
+    from services.storage import ensure_database
+
     portal = _portal()
     try:
         for sid in _parse_sites(site_ids, list(portal.registry.site_ids)):
+            if ensure_database(portal.registry.get_site(sid).database_url):
+                click.echo(f"site {sid}: database created")
             portal.store(sid).create_schema()
             click.echo(f"site {sid}: tables ready")
     except EssError as exc:
@@ -283,3 +287,62 @@ def serve_command(live: bool | None) -> None:
                    threaded=True, use_reloader=False)
     finally:
         stop.set()
+
+
+# ----- access tokens (services/auth.py) ------------------------------------------------------
+
+@ess_cli.group("token")
+def token_cli() -> None:
+    """Access tokens for the API and the UI (ESS_AUTH=on): create, list, revoke."""
+
+
+@token_cli.command("create")
+@click.argument("name")
+@click.option("--scope", required=True, type=click.Choice(["deidentified", "raw", "admin"]),
+              help="deidentified < raw < admin (each includes the ones before it).")
+@with_appcontext
+def token_create_command(name: str, scope: str) -> None:
+    """Create a token NAME; prints only the token on stdout (it is shown once)."""
+    from services.auth import create_token
+
+    try:
+        token = create_token(_portal().app_db, name, scope)
+    except EssError as exc:
+        _fail(exc)
+        return
+    click.echo(f"token {name!r} ({scope}) created; it is shown once, store it now. Use it as "
+               "'Authorization: Bearer <token>' or paste it into the portal's sign-in page.", err=True)
+    click.echo(token)
+
+
+@token_cli.command("list")
+@with_appcontext
+def token_list_command() -> None:
+    """Every token: name, scope, created, last used, revoked (never the token)."""
+    from services.auth import list_tokens
+
+    try:
+        rows = list_tokens(_portal().app_db)
+    except EssError as exc:
+        _fail(exc)
+        return
+    table = [("NAME", "SCOPE", "CREATED", "LAST USED", "REVOKED")] + [
+        (r["name"], r["scope"], r["created"] or "-", r["last_used"] or "-", r["revoked_at"] or "-") for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(5)]
+    for row in table:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@token_cli.command("revoke")
+@click.argument("name")
+@with_appcontext
+def token_revoke_command(name: str) -> None:
+    """Revoke the token NAME (other server processes notice within 30 s)."""
+    from services.auth import CACHE_TTL_S, revoke_token
+
+    try:
+        revoke_token(_portal().app_db, name)
+    except EssError as exc:
+        _fail(exc)
+        return
+    click.echo(f"token {name!r} revoked (in effect everywhere within {CACHE_TTL_S:.0f} s)")

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.engine import Engine
 
 from api.caching import note_range
+from api.params import get_int
 from api.routes import get_portal
 from api.spec import Param, route
 from services.analytics import results
@@ -122,7 +123,8 @@ def _resolution() -> int:
     raw = request.args.get("resolution")
     if raw is None or raw == "":
         return results.SOS_BASE_S
-    return int(raw) if raw.strip().isdigit() and int(raw) > 0 else parse_bucket_width(raw, "resolution")
+    text = raw.strip()  # bare seconds ("10") get the same 1 s to 31 days check as "10s"
+    return parse_bucket_width(text + "s" if text.isascii() and text.isdigit() else text, "resolution")
 
 
 def _origin(site: Site, window: Window) -> int:
@@ -338,14 +340,8 @@ def socp_rack(site: int, bank: int, rack: int) -> Response:
        params=(P_NAME, P_CHART_TYPE, P_SITE_Q))
 def static_chart_data() -> Response:
     portal = get_portal()
-    raw = request.args.get("operating_site")
-    if raw:
-        if not raw.isdigit():
-            raise InvalidQuery(f"operating_site={raw!r} is not a site id", code="invalid_parameter",
-                               invalid_params=[{"name": "operating_site", "reason": "not an integer"}])
-        site = portal.registry.get_site(int(raw))
-    else:
-        site = portal.registry.sites[0]
+    site_id = get_int(request.args, "operating_site", 0, 1)
+    site = portal.registry.get_site(site_id) if site_id else portal.registry.sites[0]
     params = results.get_sos_parameters(site)
     return jsonify(results.static_chart_data(params, request.args.get("name"), request.args.get("chart_type")))
 

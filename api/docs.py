@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, url_for
+from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from api.spec import make_openapi, route
 
@@ -19,7 +19,7 @@ DOCS_HTML = """<!doctype html>
 
 @route(bp, "/api/openapi.json", summary="This API's OpenAPI 3.1 document.", tag="description")
 def openapi() -> Response:
-    return jsonify(make_openapi())
+    return jsonify(make_openapi(auth=current_app.extensions["ess"].settings.auth))
 
 
 @route(bp, "/api/docs/", summary="Interactive API documentation (HTML).", tag="description",

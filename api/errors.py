@@ -1,18 +1,34 @@
-"""One renderer for errors under /api: application/problem+json (RFC 9457)."""
+"""One renderer for errors under /api: application/problem+json (RFC 9457).
+
+A database that cannot be reached (connection refused, terminated, timed out, or a
+connection the pool found dead) is a 503 `database_unavailable` naming the site, or
+`app_database_unavailable` for the app database, with `Retry-After`; the next request
+tries again (the pool has dropped the dead connections), so the app recovers by itself.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, request
+import sqlalchemy as sa
+from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
 from services.errors import EssError
+from services.storage import database_url_of
+
+try:
+    import psycopg2
+
+    DRIVER_UNAVAILABLE: tuple[type[BaseException], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
+except ImportError:  # pragma: no cover
+    DRIVER_UNAVAILABLE = ()
 
 log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://ess-portal.invalid/problems/"
+RETRY_AFTER_S = 5  # what a 503 asks clients to wait before trying again
 
 
 def problem_response(status: int, title: str, detail: str, code: str,
@@ -24,7 +40,41 @@ def problem_response(status: int, title: str, detail: str, code: str,
     }
     if invalid_params:
         body["invalid_params"] = invalid_params
-    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    resp = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    if status == 503:
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return resp
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors meaning "the database cannot be reached" (not a bad query)."""
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, *DRIVER_UNAVAILABLE)):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+
+
+def unavailable_problem(exc: BaseException) -> Response:
+    """503 naming the database that failed: the app database, the site of the route, or
+    the sites stored at the failing URL."""
+    url = database_url_of(exc)
+    portal = current_app.extensions.get("ess")
+    site = (request.view_args or {}).get("site")
+    if url is not None and portal is not None and url == portal.settings.app_db_url:
+        log.error("app database unreachable on %s: %s", request.path, _first_line(exc))
+        return problem_response(503, "Service unavailable", "the app database is unreachable",
+                                "app_database_unavailable")
+    if site is None and url is not None and portal is not None and portal.has_registry():
+        ids = [s.id for s in portal.registry.sites if s.database_url == url]
+        site = ids[0] if len(ids) == 1 else site
+    log.error("database of site %s unreachable on %s: %s", site if site is not None else "?", request.path,
+              _first_line(exc))
+    detail = f"site {site} database is unreachable" if site is not None else "a site database is unreachable"
+    return problem_response(503, "Service unavailable", detail, "database_unavailable")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _wants_problem() -> bool:
@@ -49,6 +99,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
+        if is_unavailable(exc):
+            return unavailable_problem(exc)
         log.exception("unhandled error on %s", request.path)
         return problem_response(500, "Internal error", "an unexpected error occurred; it has been logged",
                                 "internal_error")

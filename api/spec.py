@@ -14,6 +14,8 @@ from typing import Any
 
 from flask import Blueprint
 
+from services.auth import SCOPES
+
 PATH_INT_PARAMS = {"site", "bank", "rack"}
 
 
@@ -35,6 +37,7 @@ class RouteSpec:
     responses: dict[str, str]
     content_type: str = "application/json"
     operation_id: str = ""
+    scope: str | None = None  # the token scope required (None: open even with ESS_AUTH=on)
 
 
 ROUTES: list[RouteSpec] = []
@@ -56,7 +59,21 @@ P_NO_PAGE = Param("no_page", "Present: the whole range as a bare array (at most 
 RANGE_PARAMS = (P_DATE, P_START, P_END)
 LIST_PARAMS = (*RANGE_PARAMS, P_FIELDS, P_OMIT, P_PAGE, P_PAGE_SIZE, P_CURSOR, P_NO_PAGE)
 
+# The scope a route needs unless it says otherwise (API.md "Access"): `deidentified` reads
+# de-identified rows, statistics, analytics and events; `raw` adds raw operating data and raw
+# downloads; `admin` adds the admin routes. None = open (health, the API description).
+TAG_SCOPES: dict[str, str | None] = {
+    "health": None, "description": None, "discovery": "deidentified", "statistics": "deidentified",
+    "de-identified data": "deidentified", "protection map": "deidentified", "analytics": "deidentified",
+    "operating data": "raw", "downloads": "raw", "admin": "admin",
+}
+DEFAULT = object()  # `scope=` not given: the tag's scope
+AUTH_ERRORS = {"401": "Missing or invalid Bearer token (problem+json; ESS_AUTH=on)",
+               "403": "The token's scope does not allow this route (problem+json)"}
+
 ERRORS = {"400": "Invalid parameter (problem+json)", "404": "Unknown site, bank, rack or page (problem+json)",
+          "413": "Request body over 1 MiB (problem+json; api/limits.py)",
+          "414": "Query string over 16 KiB or path over 2 KiB (problem+json; api/limits.py)",
           "503": "Site database unreachable (problem+json)"}
 
 
@@ -67,10 +84,17 @@ def flask_rule(path: str) -> str:
 
 
 def route(bp: Blueprint, path: str, *, summary: str, tag: str, params: tuple[Param, ...] = (),
-          responses: dict[str, str] | None = None, content_type: str = "application/json"
-          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+          responses: dict[str, str] | None = None, content_type: str = "application/json",
+          scope: Any = DEFAULT) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a GET view for `path` (answering with and without the trailing slash)
-    and record it for the OpenAPI document."""
+    and record it for the OpenAPI document. `scope` is the token scope it requires when
+    ESS_AUTH=on (default: the tag's, TAG_SCOPES; None = open)."""
+    if scope is DEFAULT:
+        if tag not in TAG_SCOPES:
+            raise ValueError(f"route {path}: tag {tag!r} has no default scope; pass scope=")
+        scope = TAG_SCOPES[tag]
+    if scope is not None and scope not in SCOPES:
+        raise ValueError(f"route {path}: unknown scope {scope!r}")
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         endpoint = f"{view.__name__}_{len(ROUTES)}"
@@ -79,7 +103,8 @@ def route(bp: Blueprint, path: str, *, summary: str, tag: str, params: tuple[Par
                                   {"type": "integer"} if n in PATH_INT_PARAMS else {"type": "string"},
                                   required=True, location="path") for n in re.findall(r"\{(\w+)\}", path))
         ROUTES.append(RouteSpec(path, summary, tag, path_params + params,
-                                {"200": "OK", **ERRORS, **(responses or {})}, content_type, endpoint))
+                                {"200": "OK", **ERRORS, **(AUTH_ERRORS if scope else {}), **(responses or {})},
+                                content_type, endpoint, scope))
         return view
 
     return decorator
@@ -97,8 +122,10 @@ PROBLEM_SCHEMA = {
 }
 
 
-def make_openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every recorded route."""
+def make_openapi(auth: bool = True) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every recorded route. `auth` False (ESS_AUTH=off)
+    leaves the security requirements out, since nothing is enforced; `x-required-scope`
+    still says what a route would need."""
     paths: dict[str, Any] = {}
     for r in ROUTES:
         responses: dict[str, Any] = {}
@@ -113,12 +140,22 @@ def make_openapi() -> dict[str, Any]:
             "parameters": [{"name": p.name, "in": p.location, "required": p.required,
                             "description": p.description, "schema": p.schema} for p in r.params],
             "responses": responses,
+            # open routes say so explicitly; protected ones name the scheme and the scope
+            "security": [{"bearer": []}] if r.scope and auth else [],
+            "x-required-scope": r.scope,
         }
     return {
         "openapi": "3.1.0",
         "info": {"title": "ESS operating-data portal API", "version": "1.0.0",
                  "description": "Operating data, statistics, downloads and analytics of ESS sites. "
-                                "Errors are application/problem+json (RFC 9457)."},
+                                "Errors are application/problem+json (RFC 9457). With ESS_AUTH=on every "
+                                "operation with a `security` requirement needs `Authorization: Bearer <token>` "
+                                "whose scope includes `x-required-scope` (deidentified < raw < admin); "
+                                "tokens are never accepted in a query string."},
         "paths": paths,
-        "components": {"schemas": {"Problem": PROBLEM_SCHEMA}},
+        "components": {"schemas": {"Problem": PROBLEM_SCHEMA},
+                       "securitySchemes": {"bearer": {
+                           "type": "http", "scheme": "bearer", "bearerFormat": "ess_ token",
+                           "description": "An access token made with `flask --app app ess token create`; "
+                                          "scopes deidentified < raw < admin."}}},
     }

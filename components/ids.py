@@ -13,6 +13,7 @@ NAV = "nav"
 NAV_LINK = "nav-link"  # pattern {"type": NAV_LINK, "page": <path>}
 BRAND = "shell-brand"
 LANG = "shell-lang"
+USER = "shell-user"  # signed-in token and sign-out link (ESS_AUTH=on)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ EXPLORER_TABLE = "explorer-table"
 EXPLORER_TABLE_ALERT = "explorer-table-alert"
 EXPLORER_DOWNLOAD = "explorer-download"
 EXPLORER_DOWNLOAD_DI = "explorer-download-di"
+EXPLORER_SCOPE_NOTE = "explorer-scope-note"
+DOWNLOADS_SCOPE_NOTE = "downloads-scope-note"
 EXPLORER_API_URL = "explorer-api-url"
 EXPLORER_ROWS_URL = "explorer-rows-url"
 

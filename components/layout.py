@@ -38,6 +38,7 @@ def make_shell(pages: Iterable[dict[str, Any]]) -> html.Div:
                             href="/"),
             dbc.Nav(links, navbar=True, id=ids.NAV, className="me-auto flex-wrap"),
             make_lang_switch(),
+            html.Div(id=ids.USER, className="ms-3 small text-light ess-user"),
         ], fluid=True, className="flex-wrap"),
         color="dark", dark=True, className="mb-3 ess-navbar",
     )
@@ -54,3 +55,12 @@ def make_nav_labels(nav_keys: Mapping[str, str], lang: str) -> dict[str, str]:
     """Translated label per page path."""
     t = get_translator(lang)
     return {path: t(key) for path, key in nav_keys.items()}
+
+
+def make_user_box(name: str | None, scope: str | None, lang: str) -> list[Any]:
+    """The signed-in token and a sign-out link (empty when access control is off)."""
+    if not name:
+        return []
+    t = get_translator(lang)
+    return [html.Span(t("signed_in_as", name=name, scope=scope or ""), className="me-2"),
+            html.A(t("logout"), href="/logout", className="link-light")]

@@ -27,10 +27,11 @@ def _query(params: dict[str, str]) -> str:
     return urlencode({k: v for k, v in params.items() if v != ""}, safe=",:")
 
 
-def make_rows_url(state: ViewState, fields: Sequence[str] = ()) -> str:
-    """The JSON rows route (paged) of the selection and range."""
+def make_rows_url(state: ViewState, fields: Sequence[str] = (), *, deidentified: bool = False) -> str:
+    """The JSON rows route (paged) of the selection and range (`/di/...` de-identified)."""
     params = {"fields": ",".join(["timestamp", *fields]) if fields else "", **_range(state)}
-    return f"{API}/operating-sites/{state.site}/{_entity_path(state)}?{_query(params)}"
+    prefix = f"{API}/di" if deidentified else API
+    return f"{prefix}/operating-sites/{state.site}/{_entity_path(state)}?{_query(params)}"
 
 
 def make_stats_url(state: ViewState, fields: Sequence[str], width_s: int) -> str:

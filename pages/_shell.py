@@ -8,8 +8,9 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback
 
+from api.auth import current_principal
 from components import ids
-from components.layout import make_nav_href, make_nav_labels
+from components.layout import make_nav_href, make_nav_labels, make_user_box
 from services.i18n import get_translator
 
 
@@ -31,3 +32,10 @@ def update_nav(lang: str, pathname: str | None, search: str | None,
     paths = [i["page"] for i in link_ids]
     return ([labels.get(p, p) for p in paths], [make_nav_href(p, search) for p in paths],
             [p == (pathname or "/") for p in paths], get_translator(lang)("brand"))
+
+
+@callback(Output(ids.USER, "children"), Input(ids.LANG, "value"), Input(ids.PAGES_LOCATION, "pathname"))
+def update_user(lang: str, _pathname: str | None) -> list[Any]:
+    """Who is signed in, with a sign-out link (nothing when ESS_AUTH=off)."""
+    principal = current_principal()
+    return make_user_box(principal.name if principal else None, principal.scope if principal else None, lang)

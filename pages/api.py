@@ -9,6 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from flask import request
 
+from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert, make_problems_alert
 from components.controls import make_selection_bar
@@ -23,8 +24,14 @@ dash.register_page(__name__, path="/api-guide", name="API", order=7, nav_key="na
 SIDS = ids.API
 
 
-def make_examples(site: Site, host: str) -> list[tuple[str, str]]:
-    """(message key, absolute URL) pairs for one site."""
+def make_examples(site: Site, host: str, raw: bool = True) -> list[tuple[str, str]]:
+    """(message key, absolute URL) pairs for one site; `raw` False: only routes a
+    de-identified token may call (rows and CSV from /di/, no snapshot or latest)."""
+    if not raw:
+        di = {"ex_rows": ("/api/ess/operating-sites/", "/api/ess/di/operating-sites/"),
+              "ex_csv": ("/api/ess/download/", "/api/ess/download/di/")}
+        return [(key, url.replace(*di[key]) if key in di else url) for key, url in make_examples(site, host)
+                if key not in ("ex_snapshot", "ex_latest")]
     base = f"{host}/api/ess/operating-sites/{site.id}"
     bank = site.banks[0].id
     rack = site.banks[0].racks[0]
@@ -46,7 +53,7 @@ def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]
     t = get_translator(lang)
     site = next((s for s in (registry.sites if registry else ()) if s.id == state.site), None)
     examples = []
-    for i, (key, url) in enumerate(make_examples(site, host) if site else []):
+    for i, (key, url) in enumerate(make_examples(site, host, registry is None or may_read_raw()) if site else []):
         code_id = f"api-example-{i}"
         examples.append(html.Div([
             html.Div(t(key), className="small fw-semibold mb-1"),

@@ -9,6 +9,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
+from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert, make_problems_alert
 from components.controls import make_selection_bar
@@ -34,10 +35,14 @@ def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]
     site = next((s for s in (registry.sites if registry else ()) if s.id == state.site), None)
     types = [c for c in COMPONENTS if site is None or c in site.tables]
     chosen = [c for c in state.get("types", "rack").split(",") if c in types]
+    raw = registry is None or may_read_raw()  # de-identified access: the raw choice is shown disabled, with a note
+    note = None if raw else html.Div(t("scope_di_note"), className="alert alert-info py-2 small",
+                                     id=ids.DOWNLOADS_SCOPE_NOTE)
     return html.Div([
         html.H2(t("downloads_title"), id=SIDS.title, className="h4"),
         html.P(t("downloads_lead"), className="text-muted small"),
         html.Div(top, id=SIDS.alert),
+        note,
         make_selection_bar(SIDS, state, registry, lang, bank=False, rack=False),
         dbc.Row([
             dbc.Col([dbc.Label(t("data_types"), className="small text-muted mb-1"),
@@ -45,9 +50,10 @@ def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]
                                                                     for c in types], value=chosen, inline=True)],
                     md=7, className="mb-2"),
             dbc.Col([dbc.Label(t("mode"), className="small text-muted mb-1"),
-                     dbc.RadioItems(id=ids.DOWNLOADS_MODE, options=[{"label": t("mode_raw"), "value": "raw"},
-                                                                    {"label": t("mode_di"), "value": "di"}],
-                                    value=state.get("mode", "raw"), inline=True)], md=5, className="mb-2"),
+                     dbc.RadioItems(id=ids.DOWNLOADS_MODE, options=[
+                         {"label": t("mode_raw"), "value": "raw", "disabled": not raw},
+                         {"label": t("mode_di"), "value": "di"}],
+                         value=state.get("mode", "raw") if raw else "di", inline=True)], md=5, className="mb-2"),
         ], className="mb-2"),
         dcc.Store(id=SIDS.state, data=state.to_store()),
         dbc.Card([dbc.CardHeader(t("estimate"), className="fw-semibold"),
@@ -83,7 +89,7 @@ def update_estimate(data: dict[str, Any], lang: str) -> Any:
         return None
     if not types:
         return html.Div(t("choose_types"), className="text-muted small")
-    di = state.get("mode") == "di"
+    di = state.get("mode") == "di" or not may_read_raw()  # de-identified access: only /download/di/ links
     try:
         store = get_portal().store(state.site)
         tr = get_time_range(state, store.site)

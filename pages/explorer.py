@@ -13,6 +13,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 from flask import request
 
+from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.charts import describe_width, make_empty_figure, make_series_figure
@@ -22,7 +23,8 @@ from components.tables import make_columns, make_data_table
 from components.theme import GRAPH_CONFIG
 from components.urlstate import DEFAULT_SPAN, Problem, ViewState, get_time_range, make_quick_range, parse_view_state
 from pages._selection import get_portal, has_route, register_selection_callbacks
-from services.catalogue import Field
+from services.catalogue import Field, is_sensitive
+from services.deid import list_public_fields
 from services.errors import EssError, NotFound
 from services.i18n import get_translator
 from services.registry import Registry
@@ -62,6 +64,8 @@ def resolve_state(query: dict[str, str], registry: Registry) -> tuple[ViewState,
     """The URL's state with fields and a default range (the last day of data) filled in."""
     state, problems = parse_view_state(query, registry, components=COMPONENTS)
     fields = get_portal().store(state.site or 0).fields(state.component or "rack")
+    if not may_read_raw():  # de-identified access: sensitive columns are not offered (nor accepted)
+        fields = list_public_fields(fields)
     state, more = resolve_fields(state, fields)
     if state.start is None:
         try:
@@ -75,10 +79,12 @@ def resolve_state(query: dict[str, str], registry: Registry) -> tuple[ViewState,
 
 def make_links(state: ViewState, lang: str, di_available: bool, host: str) -> html.Div:
     t = get_translator(lang)
+    raw = may_read_raw()
     width = choose_width(get_time_range_seconds(state)) if state.start else 1
-    chart = make_rows_url(state, state.fields) if width <= 1 else make_stats_url(state, state.fields, width)
+    chart = (make_rows_url(state, state.fields, deidentified=not raw) if width <= 1
+             else make_stats_url(state, state.fields, width))
     chart_url = host + chart
-    rows_url = host + make_rows_url(state, state.fields)
+    rows_url = host + make_rows_url(state, state.fields, deidentified=not raw)
 
     def url_box(label: str, id_: str, url: str) -> dbc.Col:
         return dbc.Col([html.Div(label, className="small text-muted"),
@@ -89,13 +95,25 @@ def make_links(state: ViewState, lang: str, di_available: bool, host: str) -> ht
     di = dbc.Button(t("download_csv_di"), id=ids.EXPLORER_DOWNLOAD_DI, href=make_download_url(
         state, state.fields, deidentified=True) if di_available else None, external_link=True, color="secondary",
         outline=True, size="sm", disabled=not di_available, title="" if di_available else t("di_unavailable"))
+    note = None if raw else html.Div(t("scope_di_note"), className="alert alert-info py-2 small",
+                                     id=ids.EXPLORER_SCOPE_NOTE)
+    raw_button = dbc.Button(t("download_csv"), id=ids.EXPLORER_DOWNLOAD, href=make_download_url(state, state.fields),
+                            external_link=True, color="primary", size="sm", className="me-2") if raw else None
     return html.Div([
-        html.Div([dbc.Button(t("download_csv"), id=ids.EXPLORER_DOWNLOAD, href=make_download_url(state, state.fields),
-                             external_link=True, color="primary", size="sm", className="me-2"), di],
-                 className="mb-2"),
+        note,
+        html.Div([raw_button, di], className="mb-2"),
         dbc.Row([url_box(t("api_url_chart"), ids.EXPLORER_API_URL, chart_url),
                  url_box(t("api_url_rows"), ids.EXPLORER_ROWS_URL, rows_url)]),
     ], className="ess-links")
+
+
+def readable_state(data: dict[str, Any]) -> ViewState:
+    """The page state from the browser, without sensitive fields when the caller may
+    read de-identified data only (the store is client data: never trust its field list)."""
+    state = ViewState.from_store(data)
+    if may_read_raw():
+        return state
+    return replace(state, fields=tuple(f for f in state.fields if not is_sensitive(f)))
 
 
 def get_time_range_seconds(state: ViewState) -> int:
@@ -148,7 +166,7 @@ register_selection_callbacks(SIDS, pickers=("site", "component", "bank", "rack",
 def update_chart(data: dict[str, Any], lang: str) -> tuple[Any, str, Any]:
     """The downsampled series of the page state (one service call)."""
     t = get_translator(lang)
-    state = ViewState.from_store(data)
+    state = readable_state(data)
     if state.site is None:
         return make_empty_figure(), "", None
     try:
@@ -179,7 +197,7 @@ def newest_text(sel: Selector) -> str | None:
           Input(SIDS.state, "data"), Input(ids.EXPLORER_TABLE, "page_current"), State(ids.LANG, "value"))
 def update_table(data: dict[str, Any], page_current: int | None, lang: str) -> tuple[list[Any], list[Any], int, Any]:
     """One page of the rows behind the chart, newest range first page = oldest rows."""
-    state = ViewState.from_store(data)
+    state = readable_state(data)
     if state.site is None or not state.start:
         return [], [], 1, None
     try:

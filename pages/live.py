@@ -10,6 +10,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
+from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert, make_not_computed_alert, make_problems_alert
 from components.controls import describe_fields, make_selection_bar
@@ -24,6 +25,7 @@ from components.live import (
 from components.urlstate import ViewState, parse_view_state
 from pages._extras import get_recent_events
 from pages._selection import get_portal, register_selection_callbacks
+from services.deid import drop_sensitive, list_public_fields
 from services.errors import ConfigError, EssError
 from services.i18n import get_translator
 from services.protection_map import Limit, load_protection_map
@@ -87,9 +89,10 @@ def refresh(_n: int, data: dict[str, Any], lang: str) -> tuple[Any, ...]:
     portal = get_portal()
     try:
         store = portal.store(state.site)
-        snapshot = get_snapshot(store)
-        units, labels = describe_fields([f for c in ("bank", "rack", "etc") if c in store.site.tables
-                                         for f in store.fields(c)], lang)
+        raw = may_read_raw()
+        snapshot = get_snapshot(store) if raw else drop_sensitive(get_snapshot(store))
+        fields = [f for c in ("bank", "rack", "etc") if c in store.site.tables for f in store.fields(c)]
+        units, labels = describe_fields(fields if raw else list_public_fields(fields), lang)
     except EssError as exc:
         return None, None, None, None, make_error_alert(exc, lang)
     limits, map_error = get_rack_limits(store.site)

@@ -8,11 +8,13 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
+from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert
 from components.sites import make_site_card, make_site_grid
 from pages._extras import get_lowest_sos, get_open_episodes
 from pages._selection import get_portal
+from services.deid import drop_sensitive
 from services.errors import EssError
 from services.i18n import get_translator
 from services.portal import Portal
@@ -52,9 +54,10 @@ def update_cards(data: dict[str, Any], lang: str) -> tuple[Any, Any]:
     """Every site's card: discovery, one snapshot per site, and the safety/alarm summaries."""
     portal = get_portal()
     now = datetime.now(UTC)
+    view = (lambda snap: snap) if may_read_raw() else drop_sensitive  # de-identified access: no sensitive values
     try:
         sites = list_sites(portal)
-        cards = [make_site_card(s, get_snapshot(portal.store(s["id"])), now, lang,
+        cards = [make_site_card(s, view(get_snapshot(portal.store(s["id"]))), now, lang,
                                 safety=get_lowest_sos(portal, s["id"]), episodes=get_open_episodes(portal, s["id"]),
                                 trend=get_soc_trend(portal, s)) for s in sites]
     except EssError as exc:

@@ -96,6 +96,18 @@ protection_watermark = sa.Table(
 )
 
 
+# ----- access tokens (services/auth.py) ---------------------------------------------------
+api_token = sa.Table(
+    "api_token", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # hex SHA-256; never the token
+    sa.Column("scope", sa.String(20), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),  # epoch seconds (UTC)
+    sa.Column("last_used", sa.BigInteger),
+    sa.Column("revoked", sa.BigInteger),  # epoch seconds of the revocation; NULL = valid
+)
+
+
 def open_app_db(url: str) -> Engine:
     """Engine of the app database with every table created if absent."""
     engine = get_engine(url)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from services.catalogue import is_sensitive
 from services.errors import ConfigError, InvalidQuery
-from services.telemetry import Selector
+from services.telemetry import Selector, split_field_names
 
 PREFIXES: dict[str, str] = {"bank": "bk", "rack": "rk", "pcs": "ps", "etc": "ec"}
 ID_HEX_DIGITS = 10
@@ -78,7 +78,7 @@ class DeidNaming:
     def _parse(self, param: str, value: str | None) -> list[str] | None:
         if value is None:
             return None
-        names = [n.strip().lower() for n in value.split(",") if n.strip()]
+        names = split_field_names(param, value)
         unknown = [n for n in names if n not in self.columns]
         if unknown:
             shown = [WITHHELD if is_sensitive(n) else n for n in unknown]
@@ -98,3 +98,18 @@ def make_naming(sel: Selector, secret: str) -> DeidNaming:
         raise ConfigError(f"de-identified names collide in {sel.component}: choose another ESS_DEID_SECRET")
     columns = {out: table.c[name] for name, out in published.items()}
     return DeidNaming(sel.component, published, columns)
+
+
+def drop_sensitive(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A site snapshot (services.snapshot.get_snapshot) without its sensitive columns, for
+    callers allowed de-identified data only (the UI shows those columns nowhere then)."""
+
+    def clean(row: Any) -> Any:
+        return {k: v for k, v in row.items() if not is_sensitive(k)} if isinstance(row, dict) else row
+
+    return {k: [clean(r) for r in v] if isinstance(v, list) else clean(v) for k, v in snapshot.items()}
+
+
+def list_public_fields(fields: Sequence[Any]) -> list[Any]:
+    """The catalogue fields (services.catalogue.Field) that are not sensitive."""
+    return [f for f in fields if not (getattr(f, "sensitive", False) or is_sensitive(f.name))]

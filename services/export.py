@@ -17,6 +17,7 @@ import io
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +33,8 @@ from services.timeparse import TimeRange
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
-FORMULA_PREFIXES = ("=", "+", "-", "@")
+CANCEL_WAIT_S = 5.0  # how long a cancelled COPY may take to stop before its connection is closed
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: tab and CR start formulas too
 
 
 def csv_filename(site: Site, component: str, tr: TimeRange, prefix: str = "") -> str:
@@ -83,7 +85,10 @@ def _csv_columns(sel: Selector, columns: Sequence[sa.Column[Any]], tr: TimeRange
             # integral floats as integers, as PostgreSQL prints them
             expr = sa.case((col == sa.cast(col, sa.Integer), sa.cast(col, sa.Integer)), else_=col)
         elif _is_text(col):
-            expr = sa.case((sa.func.substr(col, 1, 1).in_(FORMULA_PREFIXES), "'" + col), else_=col)
+            # an OR of equalities, not IN: an IN list is an expanding parameter, which the
+            # hand-compiled COPY and SQLite statements below do not render
+            first = sa.func.substr(col, 1, 1)
+            expr = sa.case((sa.or_(*[first == c for c in FORMULA_PREFIXES]), "'" + col), else_=col)
         else:
             expr = col
         out.append(expr.label(name))
@@ -115,19 +120,38 @@ def open_csv_stream(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[An
         first = b""
     except sa.exc.OperationalError as exc:
         raise Unavailable(f"site {sel.site.id} database is unreachable", code="database_unavailable") from exc
-    return _guarded(first, chunks, sel)
+    return _CsvBody(first, chunks, sel)
 
 
-def _guarded(first: bytes, chunks: Iterator[bytes], sel: Selector) -> Iterator[bytes]:
-    """End the body with `#error ...` when the stream fails after the first byte."""
-    try:
-        yield first
-        yield from chunks
-    except GeneratorExit:
-        raise
-    except Exception as exc:  # the status line is already sent: say it in the body
-        log.exception("CSV export of site %s %s failed mid-stream", sel.site.id, sel.component)
-        yield f"\n#error export failed after the first byte: {type(exc).__name__}; the file is incomplete\n".encode()
+class _CsvBody:
+    """The response body: yields the chunks and ends with `#error ...` when the stream
+    fails after the first byte. `close()` (the WSGI server calls it when the client goes
+    away, or after the last chunk) closes the producer at once, which releases its
+    cursor and connection, even when iteration never started."""
+
+    def __init__(self, first: bytes, chunks: Iterator[bytes], sel: Selector) -> None:
+        self._first, self._chunks, self._sel = first, chunks, sel
+        self._body = self._iterate()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body
+
+    def _iterate(self) -> Iterator[bytes]:
+        try:
+            yield self._first
+            yield from self._chunks
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # the status line is already sent: say it in the body
+            log.exception("CSV export of site %s %s failed mid-stream", self._sel.site.id, self._sel.component)
+            yield (f"\n#error export failed after the first byte: {type(exc).__name__}; "
+                   "the file is incomplete\n").encode()
+
+    def close(self) -> None:
+        self._body.close()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _iter_sqlite(sel: Selector, stmt: sa.Select[Any], header: list[str], tr: TimeRange) -> Iterator[bytes]:
@@ -136,6 +160,7 @@ def _iter_sqlite(sel: Selector, stmt: sa.Select[Any], header: list[str], tr: Tim
     params = [int(p.timestamp()) if isinstance(p, datetime) else p for p in params]
     python_time = fixed_offset(sel.site.tz, tr) is None
     ts_index = next((i for i, c in enumerate(stmt.selected_columns) if c.name == header[0] and python_time), None)
+    text_index = [i for i, c in enumerate(stmt.selected_columns) if isinstance(c.type, sa.String)]
     conn = sel.store.engine.raw_connection()
     try:
         cur = conn.cursor()
@@ -149,7 +174,10 @@ def _iter_sqlite(sel: Selector, stmt: sa.Select[Any], header: list[str], tr: Tim
                 break
             if python_time and ts_index is not None:
                 rows = [_with_local_time(r, ts_index, sel.site.tz) for r in rows]
-            writer.writerows(rows)
+            if text_index:
+                _write_rows_quoting_cr(writer, buf, rows, text_index)
+            else:
+                writer.writerows(rows)
             if buf.tell() >= CHUNK_BYTES:
                 yield buf.getvalue().encode()
                 buf.seek(0)
@@ -159,6 +187,23 @@ def _iter_sqlite(sel: Selector, stmt: sa.Select[Any], header: list[str], tr: Tim
         cur.close()
     finally:
         conn.close()
+
+
+def _write_rows_quoting_cr(writer: Any, buf: io.StringIO, rows: Sequence[Any], text_index: list[int]) -> None:
+    """csv.writer quotes a field holding a line break only if the break is in its
+    lineterminator ("\n"): a bare CR would go out unquoted, and a spreadsheet reads it as
+    a new row, whose first cell may be a formula. Such rows are written as COPY writes
+    them: quoted, then ended with "\n"."""
+    one = io.StringIO()
+    cr_writer = csv.writer(one, lineterminator="\r\n")
+    for row in rows:
+        if any(isinstance(row[i], str) and "\r" in row[i] for i in text_index):
+            one.seek(0)
+            one.truncate()
+            cr_writer.writerow(row)
+            buf.write(one.getvalue()[:-2] + "\n")
+        else:
+            writer.writerow(row)
 
 
 def _with_local_time(row: tuple[Any, ...], i: int, tz: ZoneInfo) -> tuple[Any, ...]:
@@ -209,20 +254,76 @@ def _iter_copy(sel: Selector, stmt: sa.Select[Any]) -> Iterator[bytes]:
             q.put(exc)
 
     thread = threading.Thread(target=work, name="ess-copy", daemon=True)
+    finished = False
     try:
         thread.start()
         while (item := q.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
+        finished = True
     finally:
-        stop.set()  # the client went away or the copy ended: release the connection
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        try:
+        _stop_copy(conn, thread, q, stop, finished)
+
+
+def _stop_copy(conn: Any, thread: threading.Thread, q: queue.Queue[Any], stop: threading.Event,
+               finished: bool) -> None:
+    """Release the COPY's connection. After a complete COPY it goes back to the pool; after
+    a client disconnect or an error the COPY is cancelled on the server and the connection
+    discarded (its protocol state is unknown), so the pool never hands it out again.
+
+    Never blocks the request thread for long: the cancel request (which opens a socket of
+    its own) is sent from a helper thread, and a producer that does not stop within
+    CANCEL_WAIT_S (a host gone silent) is left to a helper that releases the connection
+    once TCP keepalive has ended the COPY."""
+    stop.set()
+    helpers = [thread]
+    if not finished and thread.is_alive():
+        canceller = threading.Thread(target=_cancel_quietly, args=(conn,), name="ess-copy-cancel", daemon=True)
+        canceller.start()
+        helpers.append(canceller)  # the connection must not be closed while cancel() uses it
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    _drain_until_stopped(thread, q, deadline)
+    for helper in helpers[1:]:
+        helper.join(max(0.0, deadline - time.monotonic()))
+    if any(h.is_alive() for h in helpers):
+        log.warning("a cancelled COPY did not stop within %s s; its connection is released when it does",
+                    CANCEL_WAIT_S)
+        threading.Thread(target=_release_later, args=(conn, helpers, q), name="ess-copy-release",
+                         daemon=True).start()
+        return
+    _release(conn, finished)
+
+
+def _cancel_quietly(conn: Any) -> None:
+    try:
+        conn.driver_connection.cancel()  # the COPY may be busy on the server: stop it there
+    except Exception:  # the connection may already be gone
+        log.debug("cancelling a COPY failed", exc_info=True)
+
+
+def _drain_until_stopped(thread: threading.Thread, q: queue.Queue[Any], deadline: float) -> None:
+    while thread.is_alive() and time.monotonic() < deadline:
+        try:  # unblock a producer waiting on the full queue
+            q.get(timeout=0.05)
+        except queue.Empty:
+            pass
+
+
+def _release_later(conn: Any, helpers: list[threading.Thread], q: queue.Queue[Any]) -> None:
+    _drain_until_stopped(helpers[0], q, float("inf"))
+    for helper in helpers[1:]:
+        helper.join()
+    _release(conn, finished=False)
+
+
+def _release(conn: Any, finished: bool) -> None:
+    try:
+        if finished:
             conn.rollback()
-        finally:
-            conn.close()
+        else:
+            conn.invalidate()
+    except Exception:
+        conn.invalidate()
+    finally:
+        conn.close()

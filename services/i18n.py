@@ -18,6 +18,24 @@ LANG_NAMES = {"en": "English", "ko": "한국어"}
 MESSAGES: dict[str, tuple[str, str]] = {
     # ----- shell ---------------------------------------------------------------------
     "brand": ("ESS portal", "ESS 포털"),
+    # ----- access (login page, navbar, scope notes) -------------------------------------
+    "login_title": ("Sign in", "로그인"),
+    "login_lead": ("Paste the access token your administrator gave you.",
+                   "관리자에게 받은 접근 토큰을 붙여 넣으세요."),
+    "login_token": ("Access token", "접근 토큰"),
+    "login_submit": ("Sign in", "로그인"),
+    "login_failed": ("That token is not valid or has been revoked.", "유효하지 않거나 폐기된 토큰입니다."),
+    "login_throttled": ("Too many failed attempts. Try again in {seconds} s.",
+                        "실패 횟수가 너무 많습니다. {seconds}초 후에 다시 시도하세요."),
+    "login_expired": ("The form expired; please try again.", "양식이 만료되었습니다. 다시 시도하세요."),
+    "signed_in_as": ("Signed in: {name} ({scope})", "로그인: {name} ({scope})"),
+    "logout": ("Sign out", "로그아웃"),
+    "scope_di_note": ("Your access is de-identified: sensitive columns (faults, warnings, protection) are hidden "
+                      "and downloads are de-identified.",
+                      "비식별 권한입니다: 민감한 열(고장, 경고, 보호)은 숨겨지고 "
+                      "다운로드는 비식별 데이터로 제공됩니다."),
+    "scope_raw_only": ("Raw data needs the raw scope; de-identified data is shown instead.",
+                       "원시 데이터는 raw 권한이 필요합니다. 비식별 데이터가 대신 표시됩니다."),
     "nav_overview": ("Overview", "개요"),
     "nav_live": ("Live", "실시간"),
     "nav_explorer": ("Explorer", "데이터 탐색"),

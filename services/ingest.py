@@ -169,6 +169,8 @@ def ingest_file(site: Site, component: str | None, path: Path, *, skip_bad_rows:
     """Validate one CSV or Parquet file and upsert it into the site's component table in one
     transaction; IngestError (nothing written) names file, line and column of each problem."""
     path = Path(path)
+    if reject_path is not None:
+        _check_reject_path(path, Path(reject_path))
     component = component or infer_component(site, path)
     store = SiteStore(site)
     table = store.table(component)
@@ -194,6 +196,17 @@ def ingest_file(site: Site, component: str | None, path: Path, *, skip_bad_rows:
         report.time_range = (ts.min().to_pydatetime(), ts.max().to_pydatetime())
     log.info("%s", report.format_summary())
     return report
+
+
+def _check_reject_path(path: Path, reject_path: Path) -> None:
+    """Refuse, before reading anything, a reject file that would overwrite the input or
+    that cannot be created (its folder is missing, or it is a folder)."""
+    if reject_path.exists() and path.exists() and reject_path.samefile(path):  # also a link to it
+        raise IngestError(f"{reject_path}: the reject file is the input file {path}; it would be overwritten",
+                          code="ingest_reject_path")
+    if reject_path.is_dir() or not reject_path.parent.is_dir():
+        raise IngestError(f"{reject_path}: cannot write the reject file there (a folder, or its folder "
+                          f"{reject_path.parent} does not exist)", code="ingest_reject_path")
 
 
 def ingest_paths(site: Site, component: str | None, paths: Iterable[Path], *, skip_bad_rows: bool = False,

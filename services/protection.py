@@ -1007,6 +1007,9 @@ def check_filter_values(level: int | None, error_code: int | None, source: str |
     if message is not None and len(message) > MAX_MESSAGE_CHARS:
         raise InvalidQuery(f"message is longer than {MAX_MESSAGE_CHARS} characters", code="invalid_parameter",
                            invalid_params=[{"name": "message", "reason": f"over {MAX_MESSAGE_CHARS} characters"}])
+    if message is not None and "\x00" in message:  # PostgreSQL text cannot hold NUL: the driver would refuse it
+        raise InvalidQuery("message must not contain NUL characters", code="invalid_parameter",
+                           invalid_params=[{"name": "message", "reason": "contains NUL"}])
 
 
 def escape_like(text: str) -> str:

@@ -192,6 +192,10 @@ def load_registry(path: Path) -> Registry:
                           "(run `flask --app app ess demo` or set ESS_REGISTRY)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:  # a folder, no permission
+        raise ConfigError(f"{path}: cannot read the registry file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the registry file is not UTF-8 text") from None
     entries = data.get("site", [])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: no [[site]] tables")

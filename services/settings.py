@@ -30,9 +30,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ESS_CACHE_URL", "", "redis://host:port/db for the shared response cache; empty = in-process cache."),
     Setting("ESS_CACHE_DEFAULT_S", 300, "Cache lifetime in seconds for responses over closed past ranges."),
     Setting("ESS_CACHE_LIVE_S", 2, "Cache lifetime in seconds for responses whose range touches the present."),
+    Setting("ESS_CACHE_PREFIX", "ess:", "Key prefix in the shared Redis cache (one per portal when several share a Redis)."),
     Setting("ESS_DEID_SECRET", "", "Server secret for de-identified column ids (HMAC); empty = generated once and kept in the app database."),
     Setting("ESS_SECRET_KEY", "", "Key that signs UI session cookies; empty = generated once and kept in the app database."),
     Setting("ESS_AUTH", "off", "'on' requires Bearer tokens (API) or a login (UI); 'off' is for the embedded demo only."),
+    Setting("ESS_SESSION_SECURE", "off", "'on' marks the UI session cookie Secure (HTTPS only); turn on behind TLS."),
     Setting("ESS_HOST", "127.0.0.1", "Address the development server listens on."),
     Setting("ESS_PORT", 8050, "Port the development server listens on."),
     Setting("ESS_LIVE", "off", "'on' appends one row per second per component to the demo sites while the app runs."),
@@ -40,6 +42,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ESS_EPISODE_GAP_S", 60, "Quiet gap in seconds that ends a protection-map alarm episode."),
     Setting("ESS_JOBS_INTERVAL_S", 0, "Seconds between background analytics/evaluation runs in the app; 0 = off."),
     Setting("ESS_POOL_SIZE", 5, "Connection pool size per PostgreSQL engine."),
+    Setting("ESS_PROXY_FIX", 0, "Number of trusted reverse proxies in front of the app (X-Forwarded-For/-Proto/-Host/-Prefix); 0 = none."),
 )
 
 
@@ -53,9 +56,11 @@ class Settings:
     cache_url: str = ""
     cache_default_s: int = 300
     cache_live_s: int = 2
+    cache_prefix: str = "ess:"
     deid_secret: str = ""
     secret_key: str = ""
     auth: bool = False
+    session_secure: bool = False
     host: str = "127.0.0.1"
     port: int = 8050
     live: bool = False
@@ -63,6 +68,7 @@ class Settings:
     episode_gap_s: int = 60
     jobs_interval_s: int = 0
     pool_size: int = 5
+    proxy_fix: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,9 +111,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         cache_url=str(raw["ESS_CACHE_URL"]),
         cache_default_s=_as_int("ESS_CACHE_DEFAULT_S", raw["ESS_CACHE_DEFAULT_S"]),
         cache_live_s=_as_int("ESS_CACHE_LIVE_S", raw["ESS_CACHE_LIVE_S"]),
+        cache_prefix=str(raw["ESS_CACHE_PREFIX"]),
         deid_secret=str(raw["ESS_DEID_SECRET"]),
         secret_key=str(raw["ESS_SECRET_KEY"]),
         auth=_as_bool("ESS_AUTH", raw["ESS_AUTH"]),
+        session_secure=_as_bool("ESS_SESSION_SECURE", raw["ESS_SESSION_SECURE"]),
         host=str(raw["ESS_HOST"]),
         port=_as_int("ESS_PORT", raw["ESS_PORT"]),
         live=_as_bool("ESS_LIVE", raw["ESS_LIVE"]),
@@ -115,6 +123,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         episode_gap_s=_as_int("ESS_EPISODE_GAP_S", raw["ESS_EPISODE_GAP_S"]),
         jobs_interval_s=_as_int("ESS_JOBS_INTERVAL_S", raw["ESS_JOBS_INTERVAL_S"]),
         pool_size=_as_int("ESS_POOL_SIZE", raw["ESS_POOL_SIZE"]),
+        proxy_fix=_as_int("ESS_PROXY_FIX", raw["ESS_PROXY_FIX"]),
     )
 
 

@@ -23,6 +23,9 @@ from services.timeparse import TimeRange
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
 MAX_UNPAGED_ROWS = 100_000
+MAX_FIELD_NAMES = 1000  # names in one `fields`/`omit` list (the widest table has a few hundred columns)
+CURSOR_INT_LIMIT = 2**53  # every number in a cursor token (ids, counts, page numbers) stays below this
+CURSOR_EPOCH_LIMIT = 10**11  # and its time key within +-3,000 years of 1970 (a datetime can hold it)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def resolve_columns(sel: Selector, fields: str | None = None, omit: str | None =
     def parse(param: str, value: str | None) -> list[str] | None:
         if value is None:
             return None
-        names = [n.strip().lower() for n in value.split(",") if n.strip()]
+        names = split_field_names(param, value)
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise InvalidQuery(
@@ -87,6 +90,17 @@ def resolve_columns(sel: Selector, fields: str | None = None, omit: str | None =
         raise InvalidQuery("no fields left to return", code="no_fields",
                            invalid_params=[{"name": "fields", "reason": "selects nothing"}])
     return cols
+
+
+def split_field_names(param: str, value: str) -> list[str]:
+    """The lower-case names of a `fields`/`omit` comma list; more than MAX_FIELD_NAMES is a 400
+    (an error listing thousands of unknown names would be a response as large as the request)."""
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    if len(names) > MAX_FIELD_NAMES:
+        raise InvalidQuery(f"{param} names {len(names):,} fields; at most {MAX_FIELD_NAMES:,}",
+                           code="too_many_fields",
+                           invalid_params=[{"name": param, "reason": f"over {MAX_FIELD_NAMES} names"}])
+    return names
 
 
 def where_clause(sel: Selector, table: sa.Table, tr: TimeRange | None) -> list[Any]:
@@ -143,9 +157,10 @@ class Cursor:
             data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             key = tuple(int(v) for v in data["k"])
             count, page = int(data["n"]), int(data["p"])
-            if not key or count < 0 or page < 2:
+            if not key or count < 0 or page < 2 or abs(key[0]) > CURSOR_EPOCH_LIMIT \
+                    or any(abs(v) >= CURSOR_INT_LIMIT for v in (*key, count, page)):
                 raise ValueError
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
             raise InvalidQuery("cursor is not a token this server issued; follow the `next` link",
                                code="invalid_cursor", invalid_params=[{"name": "cursor", "reason": "malformed"}]
                                ) from None

@@ -13,6 +13,9 @@ from services.errors import InvalidQuery
 
 MIN_BUCKET_S = 1
 MAX_BUCKET_S = 31 * 86400
+# Times outside these years are refused with a 400: far enough from datetime's year 1 and
+# 9999 that converting to UTC, adding a day or a bucket can never overflow.
+MIN_YEAR, MAX_YEAR = 1900, 9000
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,15 @@ def parse_time(value: str, tz: ZoneInfo, name: str = "start-time") -> datetime:
     except ValueError:
         raise _bad(name, f"{value!r} is not an ISO 8601 date or date-time "
                          "(e.g. 2022-09-01, 2022-09-01T10:00:00, 2022-09-01T10:00:00+09:00)") from None
+    _check_year(name, value, parsed)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     return parsed.astimezone(UTC)
+
+
+def _check_year(name: str, value: str, parsed: date) -> None:
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise _bad(name, f"{value!r} is outside the years {MIN_YEAR} to {MAX_YEAR}")
 
 
 def _ceil_second(value: datetime) -> datetime:
@@ -63,9 +72,11 @@ def _ceil_second(value: datetime) -> datetime:
 def parse_date(value: str, name: str) -> date:
     """A calendar date YYYY-MM-DD."""
     try:
-        return date.fromisoformat(value.strip())
+        parsed = date.fromisoformat(value.strip())
     except ValueError:
         raise _bad(name, f"{value!r} is not a date YYYY-MM-DD") from None
+    _check_year(name, value, parsed)
+    return parsed
 
 
 def local_day(day: date, tz: ZoneInfo) -> TimeRange:
@@ -113,7 +124,9 @@ _UNITS = {
     "d": 86400, "day": 86400, "days": 86400,
     "w": 604800, "week": 604800, "weeks": 604800,
 }
-_ISO_DURATION = re.compile(r"P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?")
+# at most 9 digits per number (31 days is 2,678,400 s): int() of thousands of digits fails
+_ISO_DURATION = re.compile(r"P(?:(?P<w>\d{1,9})W)?(?:(?P<d>\d{1,9})D)?"
+                           r"(?:T(?:(?P<h>\d{1,9})H)?(?:(?P<m>\d{1,9})M)?(?:(?P<s>\d{1,9})S)?)?", re.ASCII)
 
 
 def parse_bucket_width(value: str, name: str = "time-bucket-width") -> int:
@@ -121,7 +134,7 @@ def parse_bucket_width(value: str, name: str = "time-bucket-width") -> int:
     `10min`) or an ISO 8601 duration (`PT1H`), from 1 second to 31 days."""
     text = value.strip()
     seconds: int | None = None
-    m = re.fullmatch(r"(\d+)\s*([A-Za-z]+)", text)
+    m = re.fullmatch(r"(\d{1,9})\s*([A-Za-z]+)", text, re.ASCII)
     if m and m.group(2).lower() in _UNITS:
         seconds = int(m.group(1)) * _UNITS[m.group(2).lower()]
     elif (iso := _ISO_DURATION.fullmatch(text.upper())) and any(iso.groupdict().values()):

@@ -171,3 +171,37 @@ def test_bulk_load_rebuilds_indexes(place_site: Callable[[Site], Site], monkeypa
     assert len(read_rack(store)) == 6
     store.write_frame("rack", rack_frame(store.site, 1, soc=5.0))  # upserts again afterwards
     assert [r[3] for r in read_rack(store)[:3]] == [5.1, 5.2, 5.1]
+
+
+def test_refreshing_rolled_up_minutes_replaces_them(place_site: Callable[[Site], Site]) -> None:
+    """Rows written into minutes that already have rollups (late ingestion) refresh those
+    minutes in place: the rollup then equals a rollup built from scratch."""
+    from datetime import date, time, timedelta
+
+    from services.generator import write_demo
+    from services.rollups import catch_up, refresh_range
+
+    base = dataclasses.replace(demo_sites()[0], banks=(Bank(1, (1,)),), demo_anchor=date(2022, 9, 1))
+    site = place_site(base)
+    start = datetime.combine(date(2022, 9, 1), time(10), tzinfo=site.tz)
+    write_demo(site, start, start + timedelta(minutes=3), seed=7, anchor=date(2022, 9, 1), progress=False)
+    store = SiteStore(site)
+    rollup = catch_up(store, "rack", create=True)
+    assert rollup is not None
+
+    def snapshot() -> list[tuple[object, ...]]:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.select(rollup).order_by(rollup.c.bucket))]
+
+    before = snapshot()
+    assert len(before) == 3
+    refresh_range(store, "rack", start, start + timedelta(seconds=2))  # used to fail: UNIQUE constraint
+    assert snapshot() == before
+    frame = pd.DataFrame({"TIMESTAMP": [start], "BANK_ID": [1], "RACK_ID": [1],
+                          "RACK_SOC": [12.5]})
+    store.write_frame("rack", frame)  # a late correction inside the first minute
+    refresh_range(store, "rack", start, start + timedelta(seconds=2))
+    after = snapshot()
+    assert after[1:] == before[1:]
+    soc = [c.name for c in rollup.columns].index("RACK_SOC__first")
+    assert after[0][soc] == 12.5

@@ -804,7 +804,9 @@ def analyze(portal: Portal, site_ids: Sequence[int] | None = None, *, start: dat
             on_site: Callable[[int, list[TaskReport]], None] | None = None) -> list[TaskReport]:
     """`analyze_site` for each site (default: every registered site). A site whose data
     cannot be analysed (EssError: missing columns, unreachable database, bad protection
-    map) gets one report with `failed` set and the others still run."""
+    map; or any other error, logged with its trace) gets one report with `failed` set and
+    the others still run. Every step commits its results with its watermark in one
+    transaction, so a failure keeps what earlier steps stored and the next run resumes."""
     ids = list(site_ids) if site_ids else list(portal.registry.site_ids)
     reports: list[TaskReport] = []
     for sid in ids:
@@ -814,6 +816,13 @@ def analyze(portal: Portal, site_ids: Sequence[int] | None = None, *, start: dat
         except EssError as exc:
             log.error("analytics of site %s: %s", sid, exc.detail)
             part = [TaskReport(sid, "all", note=f"failed: {exc.detail}", failed=True)]
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("analytics of site %s: a database is unreachable or refused a write: %s", sid,
+                      str(exc).splitlines()[0])
+            part = [TaskReport(sid, "all", note=f"failed: {type(exc).__name__}", failed=True)]
+        except Exception as exc:  # a model bug must not stop the other sites; the trace is logged
+            log.exception("analytics of site %s failed", sid)
+            part = [TaskReport(sid, "all", note=f"failed: {type(exc).__name__}: {exc}", failed=True)]
         if on_site:
             on_site(sid, part)
         reports += part
