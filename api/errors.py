@@ -9,6 +9,8 @@ tries again (the pool has dropped the dead connections), so the app recovers by 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +31,24 @@ log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://ess-portal.invalid/problems/"
 RETRY_AFTER_S = 5  # what a 503 asks clients to wait before trying again
+OUTAGE_LOG_EVERY_S = 10.0  # an outage logs one line per database per this many seconds, not one per request
+
+_outage_lock = threading.Lock()
+_outage_log: dict[str, tuple[float, int]] = {}  # database -> (last logged, requests failed since)
+
+
+def log_outage(database: str, message: str, *args: Any) -> None:
+    """Log a database outage at most once per OUTAGE_LOG_EVERY_S per database, with the
+    number of requests that failed in between (a 10 s outage under load is thousands)."""
+    now = time.monotonic()
+    with _outage_lock:
+        last, suppressed = _outage_log.get(database, (-OUTAGE_LOG_EVERY_S, 0))
+        if now - last < OUTAGE_LOG_EVERY_S:
+            _outage_log[database] = (last, suppressed + 1)
+            return
+        _outage_log[database] = (now, 0)
+    log.error(message + (f" (and {suppressed} more failed requests since the last report)" if suppressed else ""),
+              *args)
 
 
 def problem_response(status: int, title: str, detail: str, code: str,
@@ -60,14 +80,14 @@ def unavailable_problem(exc: BaseException) -> Response:
     portal = current_app.extensions.get("ess")
     site = (request.view_args or {}).get("site")
     if url is not None and portal is not None and url == portal.settings.app_db_url:
-        log.error("app database unreachable on %s: %s", request.path, _first_line(exc))
+        log_outage("app", "app database unreachable on %s: %s", request.path, _first_line(exc))
         return problem_response(503, "Service unavailable", "the app database is unreachable",
                                 "app_database_unavailable")
     if site is None and url is not None and portal is not None and portal.has_registry():
         ids = [s.id for s in portal.registry.sites if s.database_url == url]
         site = ids[0] if len(ids) == 1 else site
-    log.error("database of site %s unreachable on %s: %s", site if site is not None else "?", request.path,
-              _first_line(exc))
+    log_outage(f"site {site}", "database of site %s unreachable on %s: %s", site if site is not None else "?",
+               request.path, _first_line(exc))
     detail = f"site {site} database is unreachable" if site is not None else "a site database is unreachable"
     return problem_response(503, "Service unavailable", detail, "database_unavailable")
 
@@ -86,7 +106,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(EssError)
     def _ess_error(exc: EssError) -> Response:
-        if exc.status >= 500:
+        if exc.status == 503:
+            log_outage(exc.code, "%s: %s", exc.code, exc.detail)
+        elif exc.status >= 500:
             log.error("%s: %s", exc.code, exc.detail)
         return problem_response(exc.status, exc.title, exc.detail, exc.code, exc.invalid_params)
 

@@ -7,8 +7,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
+from api.auth import may_read_raw
 from api.errors import problem_response
 from api.spec import route
+from services.deid import deidentify_field
 from services.errors import NotFound
 from services.portal import Portal
 from services.sites import describe_site, list_sites
@@ -52,7 +54,12 @@ def operating_sites() -> Response:
 @route(bp, "/api/ess/operating-sites/{site}/", summary="One site with its field catalogue.", tag="discovery")
 def operating_site(site: int) -> Response:
     portal = get_portal()
-    return jsonify(describe_site(portal, portal.registry.get_site(site), with_fields=True))
+    described = describe_site(portal, portal.registry.get_site(site), with_fields=True)
+    if not may_read_raw():  # a `deidentified` caller sees sensitive fields by their published names only
+        secret = portal.secret("deid")
+        for component, entry in described["components"].items():
+            entry["fields"] = [deidentify_field(component, f, secret) for f in entry["fields"]]
+    return jsonify(described)
 
 
 @bp.get("/api/<path:rest>")

@@ -15,8 +15,9 @@ Steps, all on 127.0.0.1:
    `flask --app app ess demo --sites 1 --days 1 --start 2022-09-01 --url ...` (site 1:
    8 racks, one day at 1 Hz: 691k rack rows, rollups, protection events, analytics). The
    app database lives on the same cluster. With `--pg-url` an existing server is used
-   instead, and the fault scenario is skipped unless `--allow-stop VERSION/CLUSTER` names
-   the cluster that pg_ctlcluster may stop and start.
+   instead (its `site1` schema and the app tables are left there), and the fault scenario is
+   skipped unless `--allow-stop VERSION/CLUSTER` names the cluster that pg_ctlcluster may
+   stop and start.
 2. Server: gunicorn with 2 workers from `gunicorn.conf.py` when it exists (else
    `-k gthread --threads 4`), Redis cache on an empty database number with a prefix of its
    own (keys removed at the end). With `services/auth.py` present: ESS_AUTH=on and a `raw` token from
@@ -741,7 +742,7 @@ def main() -> int:
         print(f"\nserver log kept in {kept}")
         print(f"server log: {log.count('Traceback')} tracebacks, {log.count(' ERROR ')} ERROR lines, "
               f"{log.count('WORKER TIMEOUT')} worker timeouts, {log.count('Booting worker') - 2} worker restarts "
-              f"(max_requests recycling)")
+              f"(crashes or max_requests recycling)")
         print(f"load average at end: {load_average()}")
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)

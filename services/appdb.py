@@ -116,14 +116,21 @@ def open_app_db(url: str) -> Engine:
 
 
 def get_or_create_secret(engine: Engine, key: str, nbytes: int = 32) -> str:
-    """A server secret kept in the app database, generated on first use."""
+    """A server secret kept in the app database, generated on first use. Several processes
+    may ask at once (gunicorn workers' first requests): the first insert wins and everyone
+    returns the stored value."""
+    select = sa.select(app_meta.c.value).where(app_meta.c.key == key)
     with engine.begin() as conn:
-        row = conn.execute(sa.select(app_meta.c.value).where(app_meta.c.key == key)).first()
+        row = conn.execute(select).first()
         if row is not None:
             return str(row[0])
-        value = secrets.token_hex(nbytes)
-        conn.execute(sa.insert(app_meta).values(key=key, value=value))
-        return value
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(app_meta).values(key=key, value=secrets.token_hex(nbytes)))
+    except sa.exc.IntegrityError:
+        pass  # another process stored it first
+    with engine.connect() as conn:
+        return str(conn.execute(select).scalar_one())
 
 
 # The analytics tables live on the same metadata (defined in services/analytics/store.py).

@@ -90,6 +90,16 @@ class DeidNaming:
         return names
 
 
+def deidentify_field(component: str, field: dict[str, Any], secret: str) -> dict[str, Any]:
+    """A field-catalogue entry as a `deidentified` caller sees it: a sensitive field under
+    its published name, with its descriptions withheld (they would tie the id to a cell or
+    sensor); type and unit stay."""
+    if not field.get("sensitive"):
+        return field
+    return {**field, "name": deid_name(component, field["name"], secret), "description": WITHHELD,
+            "description_ko": WITHHELD}
+
+
 def make_naming(sel: Selector, secret: str) -> DeidNaming:
     """The naming of the selection's table; ConfigError if two published names collide."""
     table = sel.store.table(sel.component)

@@ -123,10 +123,14 @@ def build_select(sel: Selector, tr: TimeRange | None, columns: Sequence[sa.Colum
     return sa.select(*columns).where(*where_clause(sel, table, tr)).order_by(*order)
 
 
-def _run(sel: Selector, stmt: sa.Executable) -> list[sa.Row[Any]]:
+def _run(sel: Selector, stmt: sa.Executable, conn: sa.Connection | None = None) -> list[sa.Row[Any]]:
+    """The statement's rows, on `conn` when given (several statements, one checkout) or on a
+    pooled connection of its own."""
     try:
-        with sel.store.engine.connect() as conn:
+        if conn is not None:
             return list(conn.execute(stmt).all())
+        with sel.store.engine.connect() as own:
+            return list(own.execute(stmt).all())
     except sa.exc.OperationalError as exc:
         raise Unavailable(f"site {sel.site.id} database is unreachable", code="database_unavailable") from exc
 
@@ -231,12 +235,13 @@ def fetch_all(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[Any]],
     return render_rows(_run(sel, build_select(sel, tr, columns)), columns, sel.site)
 
 
-def fetch_latest(sel: Selector, columns: Sequence[sa.Column[Any]]) -> dict[str, Any]:
+def fetch_latest(sel: Selector, columns: Sequence[sa.Column[Any]], conn: sa.Connection | None = None
+                 ) -> dict[str, Any]:
     """The newest row (NotFound when the table has none for this selection)."""
     table = sel.store.table(sel.component)
     order = key_order(table)
     stmt = sa.select(*columns).where(*where_clause(sel, table, None)).order_by(*[c.desc() for c in order]).limit(1)
-    rows = _run(sel, stmt)
+    rows = _run(sel, stmt, conn)
     if not rows:
         raise NotFound(f"site {sel.site.id} has no {sel.component} rows yet", code="no_data")
     return render_row(rows[0], columns, sel.site)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import re
 import tempfile
@@ -337,6 +338,32 @@ def test_deidentified_statistics_refuse_sensitive_fields(auth_env: AuthEnv) -> N
     refused = client.get(base + "rack_soc,rack_status_for_fault", headers=bearer(auth_env.tokens["deidentified"]))
     assert refused.status_code == 403 and "rack_status_for_fault" not in refused.get_data(as_text=True)
     assert client.get(base + "rack_status_for_fault", headers=bearer(auth_env.tokens["raw"])).status_code == 200
+
+
+@pytest.mark.parametrize("sid", [1, 101])
+def test_discovery_shows_deidentified_callers_published_names_only(auth_env: AuthEnv, sid: int) -> None:
+    """The field catalogue must not tie published ids to cells or sensors for a
+    `deidentified` caller; a `raw` caller sees the original names."""
+    client = auth_env.on.test_client()
+    url = f"/api/ess/operating-sites/{sid}/"
+    raw = client.get(url, headers=bearer(auth_env.tokens["raw"])).get_json()
+    di = client.get(url, headers=bearer(auth_env.tokens["deidentified"])).get_json()
+    raw_rack, di_rack = raw["components"]["rack"]["fields"], di["components"]["rack"]["fields"]
+    assert len(raw_rack) == len(di_rack)
+    sensitive = [f["name"] for f in raw_rack if f["sensitive"]]
+    assert "rack_status_for_fault" in sensitive
+    di_text = json.dumps(di)
+    assert not [n for n in sensitive if f'"{n}"' in di_text]
+    rows = client.get(f"/api/ess/di/operating-sites/{sid}/banks/1/racks/1/?start-time={START}&end-time={END}"
+                      "&page_size=1", headers=bearer(auth_env.tokens["deidentified"])).get_json()
+    published = set(rows["results"][0])
+    for before, after in zip(raw_rack, di_rack, strict=True):
+        if before["sensitive"]:
+            assert after["name"].startswith("rk_") and after["name"] in published
+            assert after["description"] == after["description_ko"] == "(withheld)"
+            assert (after["type"], after["unit"]) == (before["type"], before["unit"])
+        else:
+            assert after == before
 
 
 def test_admin_route_lists_tokens_without_secrets(auth_env: AuthEnv) -> None:
