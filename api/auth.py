@@ -353,14 +353,43 @@ def login() -> Any:
     return redirect(nxt)
 
 
+LOGOUT_HTML = """<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · ESS portal</title><link rel="stylesheet" href="/assets/vendor/bootstrap.min.css"></head>
+<body class="bg-light"><main class="container" style="max-width: 28rem; margin-top: 12vh">
+<h1 class="h4 mb-3">{brand} · {title}</h1><p class="small">{question}</p>
+<form method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}">
+<button class="btn btn-primary" type="submit">{title}</button> <a class="ms-3 small" href="/">{back}</a>
+</form></main></body></html>"""
+
+
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Any:
-    """Forget the session and go back to the sign-in page."""
+    """GET asks (a link on another site must not sign anyone out); POST with the form's
+    CSRF value forgets the session and goes back to the sign-in page."""
     if not _portal().settings.auth:
         return redirect("/")
-    if not isinstance(session, NullSession):  # no session at all while the app database is down
+    if isinstance(session, NullSession):  # no session at all while the app database is down
+        return redirect("/login")
+    if SESSION_KEY not in session:
+        return redirect("/login")
+    expected = session.get(CSRF_KEY)
+    if request.method == "POST":
+        if not isinstance(expected, str) or not hmac.compare_digest(expected, str(request.form.get("csrf", ""))):
+            return problem_response(400, "Bad request", "the sign-out form expired or came from another site; "
+                                    "open /logout and sign out again", "csrf_failed")
         session.clear()
-    return redirect("/login")
+        return redirect("/login")
+    if not isinstance(expected, str):
+        expected = session[CSRF_KEY] = secrets.token_urlsafe(16)
+    lang = normalize_lang(request.args.get("lang") or request.accept_languages.best_match(LANGS))
+    t = get_translator(lang)
+    body = LOGOUT_HTML.format(lang=lang, title=html.escape(t("logout")),
+                              brand=html.escape(t("brand")), question=html.escape(t("logout_confirm")),
+                              csrf=html.escape(expected), back=html.escape(t("logout_back")))
+    resp = Response(body, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 # ----- logs ---------------------------------------------------------------------------------

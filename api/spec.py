@@ -129,6 +129,8 @@ def make_openapi(auth: bool = True) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for r in ROUTES:
         responses: dict[str, Any] = {}
+        if r.path.startswith("/api/") and r.content_type == "application/json":  # api/caching.py validators
+            responses["304"] = {"description": "Not modified: the response still matches `If-None-Match` (ETag)"}
         for status, text in r.responses.items():
             if status.startswith(("4", "5")):
                 responses[status] = {"description": text, "content": {"application/problem+json": {

@@ -81,9 +81,10 @@ def make_soc_sparkline(series: Series, lang: str) -> go.Figure:
 
 def make_site_card(site: Mapping[str, Any], snapshot: Mapping[str, Any] | None, now: datetime, lang: str, *,
                    safety: SafetySummary | None = None, episodes: int | None = None,
-                   trend: Series | None = None) -> dbc.Card:
+                   trend: Series | None = None, unreachable: bool = False) -> dbc.Card:
     """One site: name, topology, freshness, latest bank SoC and power with the last day's
-    SoC, lowest SoS, open episodes (None = not computed yet) and links into the pages."""
+    SoC, lowest SoS, open episodes (None = not computed yet) and links into the pages.
+    `unreachable`: the site's database cannot be reached; the card says so instead."""
     t = get_translator(lang)
     ko = normalize_lang(lang) == "ko"
     racks = sum(len(b["racks"]) for b in site["banks"])
@@ -99,9 +100,12 @@ def make_site_card(site: Mapping[str, Any], snapshot: Mapping[str, Any] | None, 
     links = [("link_live", "/live"), ("link_explorer", "/explorer"), ("link_safety", "/safety"),
              ("link_alarms", "/alarms"), ("link_downloads", "/downloads")]
     return dbc.Card([
-        dbc.CardHeader([html.Span(f"{sid} · {name}", className="fw-semibold"), make_freshness_badge(last, now, lang)],
+        dbc.CardHeader([html.Span(f"{sid} · {name}", className="fw-semibold"),
+                        dbc.Badge(t("error_503"), color="danger", className="ms-auto") if unreachable
+                        else make_freshness_badge(last, now, lang)],
                        className="d-flex align-items-center"),
-        dbc.CardBody([
+        dbc.CardBody([html.Div(other or "", className="text-muted small mb-1"),
+                      html.Div(t("hint_503"), className="small")]) if unreachable else dbc.CardBody([
             html.Div(other or "", className="text-muted small mb-1"),
             html.Div(t("topology", banks=len(site["banks"]), racks=racks, cells=site["cells_per_rack"]),
                      className="small mb-1"),

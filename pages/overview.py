@@ -15,7 +15,7 @@ from components.sites import make_site_card, make_site_grid
 from pages._extras import get_lowest_sos, get_open_episodes
 from pages._selection import get_portal
 from services.deid import drop_sensitive
-from services.errors import EssError
+from services.errors import EssError, Unavailable
 from services.i18n import get_translator
 from services.portal import Portal
 from services.series import Series, get_series
@@ -57,9 +57,18 @@ def update_cards(data: dict[str, Any], lang: str) -> tuple[Any, Any]:
     view = (lambda snap: snap) if may_read_raw() else drop_sensitive  # de-identified access: no sensitive values
     try:
         sites = list_sites(portal)
-        cards = [make_site_card(s, view(get_snapshot(portal.store(s["id"]))), now, lang,
-                                safety=get_lowest_sos(portal, s["id"]), episodes=get_open_episodes(portal, s["id"]),
-                                trend=get_soc_trend(portal, s)) for s in sites]
+        cards, lost = [], []
+        for s in sites:
+            try:
+                if s.get("unavailable"):
+                    raise Unavailable(f"site {s['id']} database is unreachable", code="database_unavailable")
+                cards.append(make_site_card(s, view(get_snapshot(portal.store(s["id"]))), now, lang,
+                                            safety=get_lowest_sos(portal, s["id"]),
+                                            episodes=get_open_episodes(portal, s["id"]),
+                                            trend=get_soc_trend(portal, s)))
+            except Unavailable as exc:  # one lost site: its card says so, the others stay
+                lost.append(exc)
+                cards.append(make_site_card(s, None, now, lang, unreachable=True))
     except EssError as exc:
         return None, make_error_alert(exc, lang)
-    return make_site_grid(cards), None
+    return make_site_grid(cards), (make_error_alert(lost[0], lang) if lost else None)

@@ -30,6 +30,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "login_expired": ("The form expired; please try again.", "양식이 만료되었습니다. 다시 시도하세요."),
     "signed_in_as": ("Signed in: {name} ({scope})", "로그인: {name} ({scope})"),
     "logout": ("Sign out", "로그아웃"),
+    "logout_confirm": ("Sign out of the portal on this browser?", "이 브라우저에서 포털에서 로그아웃할까요?"),
+    "logout_back": ("Back to the portal", "포털로 돌아가기"),
     "scope_di_note": ("Your access is de-identified: sensitive columns (faults, warnings, protection) are hidden "
                       "and downloads are de-identified.",
                       "비식별 권한입니다: 민감한 열(고장, 경고, 보호)은 숨겨지고 "

@@ -58,6 +58,21 @@ def describe_site(portal: Portal, site: Site, with_fields: bool = False) -> dict
     }
 
 
+UNREACHABLE = "database unreachable"
+
+
 def list_sites(portal: Portal) -> list[dict[str, Any]]:
-    """Every registered site with topology and data freshness."""
-    return [describe_site(portal, s) for s in portal.registry.sites]
+    """Every registered site with topology and data freshness. A site whose database is
+    unreachable is still listed (topology from the registry, no components) with
+    `"unavailable": "database unreachable"`, so one lost site does not hide the others."""
+    out = []
+    for site in portal.registry.sites:
+        try:
+            out.append(describe_site(portal, site))
+        except (Unavailable, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError):
+            out.append({"id": site.id, "name": site.name, "name_ko": site.name_ko, "timezone": site.timezone,
+                        "cells_per_rack": site.cells_per_rack,
+                        "temperature_sensors_per_rack": site.temperature_sensors_per_rack,
+                        "banks": [{"id": b.id, "racks": list(b.racks)} for b in site.banks],
+                        "components": {}, "unavailable": UNREACHABLE})
+    return out

@@ -378,7 +378,10 @@ def test_cache_headers_and_etag(client: Any, sid: Any) -> None:
     assert first.headers["Cache-Control"] == "public, max-age=300"
     etag = first.headers["ETag"]
     again = client.get(url, headers={"If-None-Match": etag})
-    assert again.status_code == 304
+    assert again.status_code == 304 and again.data == b""
+    documented = client.get("/api/openapi.json").get_json()["paths"]
+    assert "304" in documented["/api/ess/operating-sites/{site}/banks/{bank}/racks/{rack}/"]["get"]["responses"]
+    assert "304" not in documented["/api/ess/download/operating-sites/{site}/{data_type}/"]["get"]["responses"]
     live = client.get(f"/api/ess/operating-sites/{sid(1)}/snapshot/")
     assert live.headers["Cache-Control"] == "public, max-age=2"
 

@@ -129,7 +129,15 @@ def test_logout_ends_the_session(auth_env: AuthEnv) -> None:
     client = auth_env.on.test_client()
     login(client, auth_env.tokens["raw"])
     assert client.get("/").status_code == 200
-    resp = client.get("/logout")
+    asked = client.get("/logout")  # a GET (a link, perhaps on another site) only asks
+    assert asked.status_code == 200 and b'method="post" action="/logout"' in asked.data
+    assert client.get("/").status_code == 200
+    forged = client.post("/logout", data={"csrf": "guess"})
+    assert forged.status_code == 400 and forged.get_json()["code"] == "csrf_failed"
+    assert client.get("/").status_code == 200
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', asked.data)
+    assert csrf is not None
+    resp = client.post("/logout", data={"csrf": csrf.group(1).decode()})
     assert resp.status_code == 302 and resp.headers["Location"] == "/login"
     assert client.get("/").status_code == 302
     assert client.get("/api/ess/operating-sites/").status_code == 401
@@ -278,6 +286,7 @@ def test_sign_in_then_explore_deidentified_in_a_browser(dash_duo: Any, auth_env:
         assert RACK_SENSITIVE not in driver.page_source
         assert dash_duo.get_logs() == []
         driver.find_element(By.LINK_TEXT, "Sign out").click()
+        dash_duo.wait_for_element("form[action='/logout'] button", timeout=20).click()  # confirm (POST)
         dash_duo.wait_for_element("#token", timeout=20)
     finally:
         server.shutdown()

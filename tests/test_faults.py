@@ -8,6 +8,7 @@ Two sites live in two databases of their own, created here and dropped at the en
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import secrets
@@ -107,6 +108,12 @@ def _site_routes(sid: int) -> list[str]:
     ]
 
 
+def _text(component: Any) -> str:
+    """A Dash component tree as JSON text."""
+    return json.dumps(component, default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o),
+                      ensure_ascii=False)
+
+
 def _get(client: Any, url: str) -> Any:
     return client.get(url, headers={"Cache-Control": "no-cache"})
 
@@ -133,6 +140,18 @@ def test_site_database_goes_away_and_comes_back(faults: FaultEnv) -> None:
             }, url
         for url in _site_routes(2):
             assert _get(client, url).status_code == 200, url
+        listing = _get(client, "/api/ess/operating-sites/")  # the lost site is listed as such, the other in full
+        assert listing.status_code == 200
+        by_id = {s["id"]: s for s in listing.get_json()}
+        assert by_id[1]["unavailable"] == "database unreachable" and by_id[1]["components"] == {}
+        assert by_id[1]["banks"] == [{"id": b.id, "racks": list(b.racks)} for b in faults.sites[1].banks]
+        assert "unavailable" not in by_id[2] and by_id[2]["components"]["rack"]["last_timestamp"]
+        with faults.app.test_request_context("/"):  # the Overview: a card per site, the lost one says so
+            overview = importlib.import_module("pages.overview")  # as Dash Pages registered it
+            cards, alert = overview.update_cards({"visit": True}, "en")
+        rendered, said = _text(cards), _text(alert)
+        assert "site-card-1" in rendered and "site-card-2" in rendered
+        assert rendered.count("A database is unreachable") == 1 and "A database is unreachable" in said
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.get_json()["detail"] == "unreachable: site1"

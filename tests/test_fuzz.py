@@ -67,11 +67,11 @@ def _real_range(query: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _document() -> dict[str, Any]:
-    """The document the app serves with ESS_AUTH=off: the route records of every API module."""
+def _document(auth: bool = False) -> dict[str, Any]:
+    """The document the app serves (ESS_AUTH off or on): the route records of every API module."""
     for module in pkgutil.iter_modules(api.__path__):
         importlib.import_module(f"api.{module.name}")
-    return make_openapi(auth=False)
+    return make_openapi(auth=auth)
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,39 @@ def test_api_matches_its_openapi_document(case: Any, fuzz_app: Any) -> None:
     case.path_parameters = _real_path_ids(case.path_parameters)
     case.query = _real_range(case.query)
     case.call_and_validate(app=fuzz_app, checks=CHECKS)
+
+
+# ----- the same with ESS_AUTH=on: no token, or a token of each scope ------------------------
+schema_auth = schemathesis.openapi.from_dict(_document(auth=True))
+CALLERS = (None, "deidentified", "raw", "admin")
+
+
+@pytest.fixture(scope="module")
+def fuzz_auth_app(fuzz_env: SmallEnv) -> tuple[Any, dict[str, str]]:
+    from services.auth import create_token
+
+    app = make_small_app(fuzz_env, ESS_AUTH="on")
+    engine = app.extensions["ess"].app_db
+    return app, {scope: create_token(engine, f"fuzz-{scope}", scope) for scope in CALLERS if scope}
+
+
+def test_the_fuzzed_auth_document_is_the_served_one(fuzz_auth_app: tuple[Any, dict[str, str]]) -> None:
+    app, _ = fuzz_auth_app
+    assert app.test_client().get("/api/openapi.json").get_json() == schema_auth.raw_schema
+
+
+@schema_auth.parametrize()
+@settings(max_examples=4, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_api_with_access_control_matches_its_document(case: Any, fuzz_auth_app: tuple[Any, dict[str, str]]
+                                                       ) -> None:
+    """401 and 403 are documented problems too; every caller gets a documented answer."""
+    app, tokens = fuzz_auth_app
+    case.path_parameters = _real_path_ids(case.path_parameters)
+    case.query = _real_range(case.query)
+    caller = CALLERS[zlib.crc32(repr((case.path_parameters, case.query)).encode()) % len(CALLERS)]
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+    if caller:
+        headers["Authorization"] = f"Bearer {tokens[caller]}"
+    case.headers = headers
+    case.call_and_validate(app=app, checks=CHECKS)
