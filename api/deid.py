@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from api.downloads import DOWNLOAD_PARAMS
-from api.params import get_int
+from api.downloads import DOWNLOAD_PARAMS, csv_response, download_selector
 from api.routes import get_portal
 from api.spec import LIST_PARAMS, Param, route
 from api.telemetry import list_rows
 from services.deid import DeidNaming, make_naming
-from services.errors import InvalidQuery, NotFound
 from services.export import csv_filename, open_csv_stream
-from services.registry import COMPONENTS
 from services.telemetry import Selector, make_selector
 from services.timeparse import resolve_range
 
@@ -64,32 +61,13 @@ def di_etc_rows(site: int) -> Response:
     return _rows(site, "etc")
 
 
-def _download_selector(site: int, data_type: str) -> Selector:
-    """The selection of a download: the component and the optional bank-id/rack-id."""
-    if data_type not in COMPONENTS:
-        raise NotFound(f"unknown data type {data_type!r}; use one of {', '.join(COMPONENTS)}",
-                       code="unknown_data_type")
-    store = get_portal().store(site)
-    bank = get_int(request.args, "bank-id", 0, 1) or None
-    rack = get_int(request.args, "rack-id", 0, 1) or None
-    if rack is not None and bank is None:
-        if len(store.site.banks) > 1:
-            raise InvalidQuery("rack-id needs bank-id on a site with several banks", code="missing_parameter",
-                               invalid_params=[{"name": "bank-id", "reason": "required with rack-id"}])
-        bank = store.site.bank_ids[0]
-    return make_selector(store, data_type, bank, rack)
-
-
 @route(bp, "/api/ess/download/di/operating-sites/{site}/{data_type}/", summary="Streamed de-identified CSV.",
        tag="de-identified data", params=DI_DOWNLOAD_PARAMS, content_type="text/csv")
 def di_download(site: int, data_type: str) -> Response:
-    sel = _download_selector(site, data_type)
+    sel = download_selector(site, data_type)
     tr = resolve_range(request.args, sel.site.tz)
     assert tr is not None
     naming = _naming(sel)
     columns = naming.resolve(sel, request.args.get("fields"), None)
-    body = open_csv_stream(sel, tr, columns, names=naming.names(columns))
-    filename = csv_filename(sel.site, data_type, tr, prefix="di_")
-    return Response(body, mimetype="text/csv", content_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "X-Accel-Buffering": "no"})
+    return csv_response(open_csv_stream(sel, tr, columns, names=naming.names(columns)),
+                        csv_filename(sel.site, data_type, tr, prefix="di_"))

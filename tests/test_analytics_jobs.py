@@ -187,3 +187,36 @@ def test_prophet_is_fitted_once_per_rack_target_and_day(placed: Placed, tmp_path
     day2 = [st_json(v)["prophet"] for t, v in rows if int(local(1).timestamp()) <= t < int(local(2).timestamp())]
     assert len(day2) == 144 and all(p is not None for p in day2)
     assert all(st_json(v)["prophet"] is None for t, v in rows if t < int(local(1).timestamp()))
+
+
+def test_the_scheduler_evaluates_the_protection_map_then_analyses(tmp_path: Path, pg_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """ESS_JOBS_INTERVAL_S: each round judges every site's new rows against the protection
+    map (real evaluation on both databases), then runs the analytics (recorded here, the
+    analytics themselves are tested above), under the app-database lease, which it releases."""
+    import threading
+
+    from services import protection
+    from services.analytics import jobs
+    from services.portal import Portal
+    from services.settings import load_settings
+    from tests.small_env import build_small_env
+
+    env = build_small_env(tmp_path, pg_url, minutes=3)
+    portal = Portal(load_settings(env={}, ESS_DATA_DIR=str(tmp_path), ESS_REGISTRY=str(env.registry_path)))
+    stores = [portal.store(sid) for sid in env.sites]
+    before = [protection.pending_samples(portal.app_db, s) for s in stores]
+    assert all(n > 0 for n in before)
+    rounds = threading.Event()
+    monkeypatch.setattr(jobs, "analyze", lambda p: rounds.set())
+    stop = threading.Event()
+    thread = jobs.start_scheduler(portal, 1, stop)
+    try:
+        assert rounds.wait(60), "no scheduled round within 60 s"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert [protection.pending_samples(portal.app_db, s) for s in stores] == [0, 0]
+    with portal.app_db.connect() as conn:
+        lease = conn.execute(sa.select(st.state).where(st.state.c.site_id == 0, st.state.c.task == jobs.LEASE_TASK))
+        assert lease.first() is None

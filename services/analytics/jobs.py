@@ -857,8 +857,22 @@ def _release(engine: Engine, owner: str) -> None:
                                                st.state.c.version == owner))
 
 
+def run_scheduled_jobs(portal: Portal) -> None:
+    """One scheduled round: protection-map evaluation of every site's new rows (a site that
+    fails is logged and skipped), then `analyze` (which reports failed sites itself)."""
+    from services.protection import evaluate_site
+
+    for site_id in portal.registry.site_ids:
+        try:
+            evaluate_site(portal, portal.store(site_id))
+        except Exception:  # a site database away, a bad row: the other sites still run
+            log.exception("protection evaluation of site %s failed", site_id)
+    analyze(portal)
+
+
 def start_scheduler(portal: Portal, interval_s: int, stop: threading.Event | None = None) -> threading.Thread:
-    """Run `analyze` every `interval_s` seconds in a daemon thread (ESS_JOBS_INTERVAL_S)."""
+    """Run `run_scheduled_jobs` (evaluation, then analytics) every `interval_s` seconds in a
+    daemon thread (ESS_JOBS_INTERVAL_S); a lease lets one process of many run a round."""
     stop = stop or threading.Event()
     owner = f"{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
 
@@ -867,7 +881,7 @@ def start_scheduler(portal: Portal, interval_s: int, stop: threading.Event | Non
             if not portal.has_registry() or not _acquire(portal.app_db, owner, max(3600, 2 * interval_s)):
                 continue
             try:
-                analyze(portal)
+                run_scheduled_jobs(portal)
             except EssError as exc:
                 log.error("analytics job: %s", exc.detail)
             except Exception:  # keep the scheduler alive; the error is logged with its trace
