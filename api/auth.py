@@ -48,6 +48,7 @@ from services.catalogue import is_sensitive
 from services.i18n import LANGS, get_translator, normalize_lang
 from services.portal import Portal
 from services.settings import Settings
+from services.telemetry import split_field_names
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def _check_api(scopes: dict[str, tuple[str | None, str]]) -> Response | None:
         return _forbidden(f"this route needs scope {scope!r}; token {principal.name!r} has scope "
                           f"{principal.scope!r}")
     if tag == "statistics" and not principal.allows("raw"):
-        sensitive = [f for f in (request.args.get("fields") or "").split(",") if f.strip() and is_sensitive(f.strip())]
+        sensitive = [f for f in split_field_names("fields", request.args.get("fields") or "") if is_sensitive(f)]
         if sensitive:  # aggregates of a sensitive column under its real name would undo de-identification
             return _forbidden(f"statistics of sensitive fields need scope 'raw' ({len(sensitive)} requested); "
                               "use the de-identified routes under /api/ess/di/")
@@ -302,12 +303,24 @@ LOGIN_HTML = """<!doctype html>
 </form></main></body></html>"""
 
 
-def _login_page(lang: str, nxt: str, error: str | None, status: int, headers: dict[str, str] | None = None
-                ) -> Response:
-    t = get_translator(lang)
+def _csrf_value() -> str:
+    """The session's form token (made on first use) for the sign-in and sign-out forms."""
     csrf = session.get(CSRF_KEY)
     if not isinstance(csrf, str):
         csrf = session[CSRF_KEY] = secrets.token_urlsafe(16)
+    return csrf
+
+
+def _csrf_ok() -> bool:
+    """True when the posted form carries the session's form token."""
+    expected = session.get(CSRF_KEY)
+    return isinstance(expected, str) and hmac.compare_digest(expected, str(request.form.get("csrf", "")))
+
+
+def _login_page(lang: str, nxt: str, error: str | None, status: int, headers: dict[str, str] | None = None
+                ) -> Response:
+    t = get_translator(lang)
+    csrf = _csrf_value()
     other = "ko" if lang == "en" else "en"
     body = LOGIN_HTML.format(
         lang=lang, title=html.escape(t("login_title")), brand=html.escape(t("brand")),
@@ -338,8 +351,7 @@ def login() -> Any:
     if _failures() >= LOGIN_MAX_FAILURES:
         wait = _retry_after()
         return _login_page(lang, nxt, t("login_throttled", seconds=wait), 429, {"Retry-After": str(wait)})
-    expected = session.get(CSRF_KEY)
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, str(request.form.get("csrf", ""))):
+    if not _csrf_ok():
         return _login_page(lang, nxt, t("login_expired"), 400)
     principal = verify_token(_portal().app_db, request.form.get("token", "").strip())
     if principal is None:
@@ -373,20 +385,17 @@ def logout() -> Any:
         return redirect("/login")
     if SESSION_KEY not in session:
         return redirect("/login")
-    expected = session.get(CSRF_KEY)
     if request.method == "POST":
-        if not isinstance(expected, str) or not hmac.compare_digest(expected, str(request.form.get("csrf", ""))):
+        if not _csrf_ok():
             return problem_response(400, "Bad request", "the sign-out form expired or came from another site; "
                                     "open /logout and sign out again", "csrf_failed")
         session.clear()
         return redirect("/login")
-    if not isinstance(expected, str):
-        expected = session[CSRF_KEY] = secrets.token_urlsafe(16)
     lang = normalize_lang(request.args.get("lang") or request.accept_languages.best_match(LANGS))
     t = get_translator(lang)
     body = LOGOUT_HTML.format(lang=lang, title=html.escape(t("logout")),
                               brand=html.escape(t("brand")), question=html.escape(t("logout_confirm")),
-                              csrf=html.escape(expected), back=html.escape(t("logout_back")))
+                              csrf=html.escape(_csrf_value()), back=html.escape(t("logout_back")))
     resp = Response(body, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -394,7 +403,8 @@ def logout() -> Any:
 
 # ----- logs ---------------------------------------------------------------------------------
 
-_QUERY_SECRET = re.compile(r"(?i)([?&;](?:access_token|api_key|apikey|token|key|bearer)=)[^&\s\"']*")
+_QUERY_SECRET = re.compile(r"(?i)([?&;](?:" + "|".join(sorted(QUERY_TOKEN_PARAMS, key=len, reverse=True))
+                           + r")=)[^&\s\"']*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _TOKEN_TEXT = re.compile(r"ess_[A-Za-z0-9_-]{20,}")
 REDACTED = "[redacted]"

@@ -67,6 +67,16 @@ def place_site(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     return place
 
 
+def fill_site(site: Site, start: datetime, end: datetime, seed: int = 7) -> SiteStore:
+    """Generated demo rows for [start, end) in the site's tables (created as needed) and
+    every component's per-minute rollups brought up to date."""
+    write_demo(site, start, end, seed=seed, anchor=site.demo_anchor, progress=False)
+    store = SiteStore(site)
+    for component in site.column_sets:
+        catch_up(store, component, create=True)
+    return store
+
+
 # ----- one demo portal for the whole session: SQLite sites 1-3, PostgreSQL sites 101-103 --
 DEMO_DAY = "2022-09-01"
 PG_OFFSET = 100
@@ -107,10 +117,7 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> DemoEnv:
                                  demo_anchor=day)
         for site in (lite, pg):
             start = datetime.combine(day, time(0), tzinfo=site.tz)
-            write_demo(site, start, start + timedelta(days=1), seed=7, anchor=day, progress=False)
-            store = SiteStore(site)
-            for component in site.column_sets:
-                catch_up(store, component, create=True)
+            fill_site(site, start, start + timedelta(days=1))
             sites[site.id] = site
     registry = data_dir / "sites.toml"
     registry.write_text(format_registry(list(sites.values())), encoding="utf-8")

@@ -11,10 +11,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.generator import write_demo
 from services.registry import Bank, Site, demo_sites, format_registry
-from services.rollups import catch_up
-from services.storage import SiteStore
+from tests.conftest import fill_site
 
 DAY = date(2022, 9, 1)
 START = time(10, 0)  # local time of the first row
@@ -38,10 +36,7 @@ def build_small_env(data_dir: Path, pg_url: str, minutes: int = MINUTES) -> Smal
     sites = {}
     for site in (lite, pg):
         start = datetime.combine(DAY, START, tzinfo=site.tz)
-        write_demo(site, start, start + timedelta(minutes=minutes), seed=7, anchor=DAY, progress=False)
-        store = SiteStore(site)
-        for component in site.column_sets:
-            catch_up(store, component, create=True)
+        fill_site(site, start, start + timedelta(minutes=minutes))
         sites[site.id] = site
     registry = data_dir / "sites.toml"
     registry.write_text(format_registry(list(sites.values())), encoding="utf-8")

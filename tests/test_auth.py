@@ -19,7 +19,6 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,7 @@ import services.auth as auth
 from api.spec import ROUTES, RouteSpec
 from services.appdb import api_token, open_app_db
 from services.errors import InvalidQuery, NotFound, Unavailable
-from services.generator import write_demo
-from services.registry import Bank, demo_sites, format_registry
-from services.rollups import catch_up
-from services.storage import SiteStore
+from tests.small_env import build_small_env
 
 DAY = "2022-09-01"
 START, END = f"{DAY}T10:00:00", f"{DAY}T10:10:00"
@@ -56,25 +52,13 @@ def build_auth_env(pg_url: str) -> AuthEnv:
     from app import create_app
 
     data_dir = Path(tempfile.mkdtemp(prefix="ess-auth-"))
-    base = dataclasses.replace(demo_sites()[0], banks=(Bank(1, (1, 2)),))
-    day = datetime.fromisoformat(DAY).date()
-    sites = [dataclasses.replace(base, database_url=f"sqlite:///{data_dir / 'site1.sqlite'}", demo_anchor=day),
-             dataclasses.replace(base, id=101, database_url=pg_url, schema=f"auth{data_dir.name[-6:].lower()}",
-                                 demo_anchor=day)]
-    for site in sites:
-        start = datetime.combine(day, time(10), tzinfo=site.tz)
-        write_demo(site, start, start + timedelta(minutes=10), seed=7, anchor=day, progress=False)
-        store = SiteStore(site)
-        for component in site.column_sets:
-            catch_up(store, component, create=True)
-    registry = data_dir / "sites.toml"
-    registry.write_text(format_registry(sites), encoding="utf-8")
-    common = {"ESS_DATA_DIR": str(data_dir), "ESS_REGISTRY": str(registry)}
+    small = build_small_env(data_dir, pg_url)  # site 1 on SQLite, 101 on PostgreSQL, 10:00-10:10 of DAY
+    common = {"ESS_DATA_DIR": str(data_dir), "ESS_REGISTRY": str(small.registry_path)}
     on = create_app(ESS_AUTH="on", **common)
     off = create_app(ESS_AUTH="off", **common)
     engine = on.extensions["ess"].app_db
     tokens = {scope: auth.create_token(engine, f"matrix-{scope}", scope) for scope in SCOPES}
-    return AuthEnv(data_dir, on, off, tokens, tuple(s.id for s in sites))
+    return AuthEnv(data_dir, on, off, tokens, tuple(small.sites))
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,8 @@ import sqlalchemy as sa
 
 from services.generator import write_demo
 from services.registry import Site, format_registry
-from services.rollups import catch_up
 from services.storage import SiteStore, dispose_engines, get_engine
-from tests.conftest import PG_ADMIN_URL, small_demo_sites
+from tests.conftest import PG_ADMIN_URL, fill_site, small_demo_sites
 
 DAY = date(2022, 9, 1)
 MINUTES = 20
@@ -62,10 +61,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultEnv]:
     for sid, site in sites.items():
         start = datetime.combine(DAY, dtime(10), tzinfo=site.tz)
         span = timedelta(hours=HOURS_SITE1) if sid == 1 else timedelta(minutes=MINUTES)
-        write_demo(site, start, start + span, seed=7, anchor=DAY, progress=False)
-        store = SiteStore(site)
-        for component in site.column_sets:
-            catch_up(store, component, create=True)
+        fill_site(site, start, start + span)
     data_dir = tmp_path_factory.mktemp("faults")
     registry = data_dir / "sites.toml"
     registry.write_text(format_registry(list(sites.values())), encoding="utf-8")
