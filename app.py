@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parent
 def create_app(settings: Any = None, **overrides: Any) -> Flask:
     """Build the portal: Flask server with the API, the Dash UI and the `ess` CLI.
 
-    `settings` is a services.settings.Settings; `overrides` are ESS_* names (tests).
+    `settings` is a services.core.settings.Settings; `overrides` are ESS_* names (tests).
     """
     from api.analytics import bp as analytics_bp
-    from api.auth import install_auth
+    from api.auth import current_principal, install_auth
     from api.caching import install_caching
     from api.deid import bp as deid_bp
     from api.docs import bp as docs_bp
@@ -38,8 +38,8 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
     from api.stats import bp as stats_bp
     from api.telemetry import bp as telemetry_bp
     from cli import ess_cli
-    from services.portal import Portal
-    from services.settings import load_settings
+    from services.core.portal import Portal
+    from services.core.settings import load_settings
 
     settings = settings or load_settings(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,7 +49,7 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
         n = settings.proxy_fix
         server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)  # type: ignore[method-assign]
     server.json = OrjsonProvider(server)
-    portal = Portal(settings)
+    portal = Portal(settings, identify_caller=current_principal)
     server.extensions["ess"] = portal
     register_error_handlers(server)
     install_limits(server)  # oversized requests refused before auth, cache or views
@@ -64,7 +64,7 @@ def create_app(settings: Any = None, **overrides: Any) -> Flask:
     server.register_blueprint(docs_bp)
     server.register_blueprint(analytics_bp)
     if settings.jobs_interval_s > 0:  # the analytics job on a schedule (off by default and in tests)
-        from services.analytics.jobs import start_scheduler
+        from services.scheduler import start_scheduler
 
         start_scheduler(portal, settings.jobs_interval_s)
     server.cli.add_command(ess_cli)

@@ -18,11 +18,11 @@ from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
-from services.errors import EssError
-from services.portal import Portal
-from services.registry import Site, demo_sites, format_registry
-from services.rollups import catch_up, refresh_range
-from services.storage import SiteStore
+from services.core.errors import EssError
+from services.core.portal import Portal
+from services.core.registry import Site, demo_sites, format_registry
+from services.storage.rollups import catch_up, refresh_range
+from services.storage.sitestore import SiteStore
 
 
 def update_rollups(store: SiteStore) -> None:
@@ -77,7 +77,7 @@ def sites_command() -> None:
 @with_appcontext
 def create_schema_command(site_ids: str | None) -> None:
     """Create the databases (PostgreSQL), tables and indexes of registered sites (idempotent)."""
-    from services.storage import ensure_database
+    from services.storage.engines import ensure_database
 
     portal = _portal()
     try:
@@ -113,7 +113,8 @@ def _demo_window(start: date | None, days: int, tz: Any, now: datetime) -> tuple
 def demo_command(days: int, start: datetime | None, site_ids: str | None, seed: int, url: str | None,
                  if_absent: bool, live: bool) -> None:
     """Write the demo registry and generate realistic 1 Hz data for the demo sites."""
-    from services.generator import run_live, write_demo
+    from services.demo.live import run_live
+    from services.demo.writer import write_demo
 
     portal = _portal()
     settings = portal.settings
@@ -195,7 +196,7 @@ def analyze_command(site_ids: str | None, start: datetime | None, end: datetime 
 def ingest_command(site_id: int, component: str | None, skip_bad_rows: bool, reject_file: Path | None,
                    files: tuple[Path, ...]) -> None:
     """Load CSV or Parquet files into a site's table (idempotent upsert, all-or-nothing per file)."""
-    from services.ingest import ingest_file
+    from services.ingest.loader import ingest_file
 
     portal = _portal()
     failed = 0
@@ -237,7 +238,7 @@ def _evaluate(portal: Portal, site_id: int, since: datetime | None = None) -> No
     `since` first forgets what was judged from then on (rows rewritten or loaded late)."""
     from tqdm import tqdm
 
-    from services.protection import evaluate_site, pending_samples, rewind_site
+    from services.protection.evaluation import evaluate_site, pending_samples, rewind_site
 
     store = portal.store(site_id)
     if since is not None:
@@ -270,7 +271,7 @@ def evaluate_command(site_ids: str | None, since: datetime | None) -> None:
 @with_appcontext
 def serve_command(live: bool | None) -> None:
     """Serve the portal on ESS_HOST:ESS_PORT (development server; use gunicorn in production)."""
-    from services.generator import run_live
+    from services.demo.live import run_live
 
     portal = _portal()
     settings = portal.settings
@@ -289,7 +290,7 @@ def serve_command(live: bool | None) -> None:
         stop.set()
 
 
-# ----- access tokens (services/auth.py) ------------------------------------------------------
+# ----- access tokens (services/tokens.py) ----------------------------------------------------
 
 @ess_cli.group("token")
 def token_cli() -> None:
@@ -303,7 +304,7 @@ def token_cli() -> None:
 @with_appcontext
 def token_create_command(name: str, scope: str) -> None:
     """Create a token NAME; prints only the token on stdout (it is shown once)."""
-    from services.auth import create_token
+    from services.tokens import create_token
 
     try:
         token = create_token(_portal().app_db, name, scope)
@@ -319,7 +320,7 @@ def token_create_command(name: str, scope: str) -> None:
 @with_appcontext
 def token_list_command() -> None:
     """Every token: name, scope, created, last used, revoked (never the token)."""
-    from services.auth import list_tokens
+    from services.tokens import list_tokens
 
     try:
         rows = list_tokens(_portal().app_db)
@@ -338,7 +339,7 @@ def token_list_command() -> None:
 @with_appcontext
 def token_revoke_command(name: str) -> None:
     """Revoke the token NAME (other server processes notice within 30 s)."""
-    from services.auth import CACHE_TTL_S, revoke_token
+    from services.tokens import CACHE_TTL_S, revoke_token
 
     try:
         revoke_token(_portal().app_db, name)

@@ -61,7 +61,7 @@ def post_fork(server: Any, worker: Any) -> None:
     """A forked worker must not share the parent's database sockets (with preload_app the
     arbiter may have connected): give every inherited engine a fresh pool without closing
     the parent's connections; each worker then opens its own on first use."""
-    from services.storage import dispose_engines
+    from services.storage.engines import dispose_engines
 
     dispose_engines(after_fork=True)
 

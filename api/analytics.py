@@ -17,9 +17,9 @@ from services.analytics import results
 from services.analytics.exsos import CHARGE, DISCHARGE, REST
 from services.analytics.results import ACCURACY_TARGETS, Scope, Window
 from services.analytics.socp import PERIODS
-from services.errors import InvalidQuery
-from services.registry import Site
-from services.timeparse import TimeRange, local_day, parse_bucket_width, parse_date, parse_time
+from services.core.errors import InvalidQuery
+from services.core.registry import Site
+from services.telemetry.timerange import TimeRange, local_day, parse_bucket_width, parse_date, parse_time
 
 bp = Blueprint("ess_analytics", __name__)
 S = "/api/ess/stats"

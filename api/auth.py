@@ -1,4 +1,4 @@
-"""Access control for the API and the UI (adapter over services/auth.py).
+"""Access control for the API and the UI (adapter over services/tokens.py and services/core/access.py).
 
 `install_auth(app, settings)` adds one before_request hook, installed before the response
 cache so a cached body is never served to a caller who may not see it:
@@ -15,7 +15,7 @@ cache so a cached body is never served to a caller who may not see it:
 
 The login page keeps the token's name in Flask's signed session cookie (HttpOnly,
 SameSite=Lax, Secure with ESS_SESSION_SECURE=on); every request re-checks the name against
-the token store (cached, services.auth.CACHE_TTL_S), so revoking a token ends its sessions.
+the token store (cached, services.tokens.CACHE_TTL_S), so revoking a token ends its sessions.
 Failed logins are counted per client address in the shared flask-caching cache
 (LOGIN_MAX_FAILURES per LOGIN_WINDOW_S, then 429 with Retry-After).
 
@@ -43,12 +43,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import problem_response
 from api.spec import ROUTES, route
-from services.auth import Principal, get_principal, list_tokens, verify_token
-from services.catalogue import is_sensitive
-from services.i18n import LANGS, get_translator, normalize_lang
-from services.portal import Portal
-from services.settings import Settings
-from services.telemetry import split_field_names
+from services.core.access import sensitive_fields
+from services.core.i18n import LANGS, get_translator, normalize_lang
+from services.core.portal import Portal
+from services.core.settings import Settings
+from services.tokens import Principal, get_principal, list_tokens, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +94,6 @@ def current_principal() -> Principal | None:
         g.ess_principal = _session_principal() if _portal().settings.auth else None
     principal: Principal | None = g.ess_principal
     return principal
-
-
-def current_scope() -> str | None:
-    """The caller's scope; `admin` when access control is off (everything is open)."""
-    if not _portal().settings.auth:
-        return "admin"
-    principal = current_principal()
-    return principal.scope if principal else None
-
-
-def may_read_raw() -> bool:
-    """True when the caller may see raw operating data (scope raw or admin, or auth off)."""
-    return current_scope() in ("raw", "admin")
 
 
 # ----- the hook ----------------------------------------------------------------------------
@@ -165,7 +151,7 @@ def _check_api(scopes: dict[str, tuple[str | None, str]]) -> Response | None:
         return _forbidden(f"this route needs scope {scope!r}; token {principal.name!r} has scope "
                           f"{principal.scope!r}")
     if tag == "statistics" and not principal.allows("raw"):
-        sensitive = [f for f in split_field_names("fields", request.args.get("fields") or "") if is_sensitive(f)]
+        sensitive = sensitive_fields(request.args.get("fields") or "")
         if sensitive:  # aggregates of a sensitive column under its real name would undo de-identification
             return _forbidden(f"statistics of sensitive fields need scope 'raw' ({len(sensitive)} requested); "
                               "use the de-identified routes under /api/ess/di/")

@@ -27,8 +27,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from flask_caching import Cache
 
-from services.settings import Settings
-from services.timeparse import TimeRange
+from services.core.settings import Settings
+from services.telemetry.timerange import TimeRange
 
 log = logging.getLogger(__name__)
 

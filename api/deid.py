@@ -1,5 +1,5 @@
 """De-identified operating data: the raw routes' query, paging and CSV streaming with
-sensitive columns published under HMAC ids (services.deid)."""
+sensitive columns published under HMAC ids (services.telemetry.deid)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from api.downloads import DOWNLOAD_PARAMS, csv_response, download_selector
 from api.routes import get_portal
 from api.spec import LIST_PARAMS, Param, route
 from api.telemetry import list_rows
-from services.deid import DeidNaming, make_naming
-from services.export import csv_filename, open_csv_stream
-from services.telemetry import Selector, make_selector
-from services.timeparse import resolve_range
+from services.telemetry.deid import DeidNaming, make_naming
+from services.telemetry.export import csv_filename, open_csv_stream
+from services.telemetry.rows import Selector, make_selector
+from services.telemetry.timerange import resolve_range
 
 bp = Blueprint("ess_deid", __name__)
 BASE = "/api/ess/di/operating-sites/{site}"

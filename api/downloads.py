@@ -9,11 +9,11 @@ from flask import Blueprint, Response, request
 from api.params import get_int
 from api.routes import get_portal
 from api.spec import P_DATE, P_END, P_FIELDS, P_START, Param, route
-from services.errors import InvalidQuery, NotFound
-from services.export import csv_filename, open_csv_stream
-from services.registry import COMPONENTS
-from services.telemetry import Selector, make_selector, resolve_columns
-from services.timeparse import resolve_range
+from services.core.errors import InvalidQuery, NotFound
+from services.core.registry import COMPONENTS
+from services.telemetry.export import csv_filename, open_csv_stream
+from services.telemetry.rows import Selector, make_selector, resolve_columns
+from services.telemetry.timerange import resolve_range
 
 bp = Blueprint("ess_downloads", __name__)
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
-from services.errors import EssError
-from services.storage import database_url_of
+from services.core.errors import EssError
+from services.storage.engines import database_url_of
 
 try:
     import psycopg2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.errors import InvalidQuery
+from services.core.errors import InvalidQuery
 
 
 def get_int(args: Mapping[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:

@@ -15,23 +15,20 @@ from api.caching import note_range
 from api.params import get_int
 from api.routes import get_portal
 from api.spec import P_CURSOR, P_DATE, P_END, P_PAGE, P_START, Param, route
-from services.dialect import to_epoch
-from services.errors import InvalidQuery, NotFound
-from services.protection import (
+from services.core.errors import InvalidQuery, NotFound
+from services.core.registry import Site
+from services.protection.events import (
     EVENT_PAGE_SIZE,
     MAX_EVENT_PAGE_SIZE,
     EventFilter,
     EventPage,
     check_filter_values,
-    count_levels,
     describe_map,
-    list_episodes,
-    list_events,
-    refresh_site,
 )
-from services.registry import Site
-from services.telemetry import Cursor
-from services.timeparse import TimeRange, local_midnight_epoch, parse_bucket_width, parse_time, resolve_range
+from services.protection.reads import read_episodes, read_events, read_level_counts
+from services.storage.dialect import to_epoch
+from services.telemetry.rows import Cursor
+from services.telemetry.timerange import TimeRange, parse_bucket_width, parse_time, resolve_range
 
 bp = Blueprint("ess_protection", __name__)
 BASE = "/api/ess-feature/protectionmap"
@@ -117,11 +114,6 @@ def _envelope(page: EventPage) -> Response:
     return jsonify({"count": page.count, "next": nxt, "previous": prev, "results": page.rows})
 
 
-def _tz_of(sites: Mapping[int, Site]) -> Any:
-    utc = ZoneInfo("UTC")
-    return lambda site_id: sites[site_id].tz if site_id in sites else utc
-
-
 def _site(site_id: int) -> Site:
     return get_portal().registry.get_site(site_id)
 
@@ -135,15 +127,13 @@ def _note(tr: TimeRange | None) -> None:
        tag="protection map", params=EVENT_PARAMS)
 def all_events() -> Response:
     portal = get_portal()
-    sites = {s.id: s for s in portal.registry.sites}
-    zones = {s.timezone for s in sites.values()}
-    tz = next(iter(sites.values())).tz if len(zones) == 1 else ZoneInfo("UTC")  # naive times: the shared zone
+    sites = portal.registry.sites
+    zones = {s.timezone for s in sites}
+    tz = sites[0].tz if len(zones) == 1 else ZoneInfo("UTC")  # naive times: the shared zone
     tr = _range(request.args, tz, allow_time=True)
     f = _filter(request.args, None, tr)
-    for site_id in sites:
-        refresh_site(portal, site_id)
     _note(tr)
-    return _envelope(list_events(portal.app_db, f, _tz_of(sites), **_paging(request.args)))
+    return _envelope(read_events(portal, f, **_paging(request.args)))
 
 
 @route(bp, BASE + "/operating-sites/{site}/", summary="Protection events of one site, newest first (paged).",
@@ -152,9 +142,8 @@ def site_events(site: int) -> Response:
     portal, one = get_portal(), _site(site)
     tr = _range(request.args, one.tz, allow_time=True)
     f = _filter(request.args, one, tr)
-    refresh_site(portal, site)
     _note(tr)
-    return _envelope(list_events(portal.app_db, f, _tz_of({site: one}), **_paging(request.args)))
+    return _envelope(read_events(portal, f, **_paging(request.args)))
 
 
 @route(bp, BASE + "/operating-sites/{site}/stats/log-level-count/",
@@ -173,11 +162,8 @@ def log_level_count(site: int) -> Response:
         raise InvalidQuery(f"count={per!r}: use samples or episodes", code="invalid_parameter",
                            invalid_params=[{"name": "count", "reason": "must be samples or episodes"}])
     f = _filter(args, one, None)
-    refresh_site(portal, site)
     note_range(tr)
-    rows = count_levels(portal.app_db, site, to_epoch(tr.start), to_epoch(tr.end), width,
-                        local_midnight_epoch(tr, one.tz), one.tz, per=per, f=f)
-    return jsonify(rows)
+    return jsonify(read_level_counts(portal, one, tr, width, per=per, f=f))
 
 
 @route(bp, BASE + "/operating-sites/{site}/episodes/",
@@ -188,9 +174,8 @@ def episodes(site: int) -> Response:
     tr = _range(args, one.tz, allow_time=False)
     f = _filter(args, one, tr)
     is_open = _boolean(args, "open")
-    refresh_site(portal, site)
     _note(tr)
-    return _envelope(list_episodes(portal.app_db, f, _tz_of({site: one}), is_open=is_open, **_paging(args)))
+    return _envelope(read_episodes(portal, f, is_open=is_open, **_paging(args)))
 
 
 def _boolean(args: Mapping[str, str], name: str) -> bool | None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
-from api.auth import may_read_raw
 from api.errors import problem_response
 from api.spec import route
-from services.deid import deidentify_field
-from services.errors import NotFound
-from services.portal import Portal
-from services.sites import describe_site, list_sites
+from services.core.access import may_read_raw
+from services.core.errors import NotFound
+from services.core.health import check_readiness
+from services.core.portal import Portal
+from services.telemetry.deid import deidentify_field
+from services.telemetry.discovery import describe_site, list_sites
 
 bp = Blueprint("ess_api", __name__)
 
@@ -31,19 +31,12 @@ def healthz() -> Response:
 @route(bp, "/readyz", summary="Every configured database is reachable (503 naming the one that is not).",
        tag="health")
 def readyz() -> Any:
-    portal = get_portal()
-    targets = [("app", portal.app_db)] + [(f"site{s.id}", portal.store(s.id).engine) for s in portal.registry.sites]
-    failures = []
-    for name, engine in targets:
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError:
-            failures.append(name)
-    if failures:
+    readiness = check_readiness(get_portal())
+    if not readiness.ready:
+        failures = readiness.unreachable
         return problem_response(503, "Not ready", "unreachable: " + ", ".join(failures), "database_unavailable",
                                 [{"name": f, "reason": "unreachable"} for f in failures])
-    return jsonify({"status": "ready", "databases": [n for n, _ in targets]})
+    return jsonify({"status": "ready", "databases": readiness.databases})
 
 
 @route(bp, "/api/ess/operating-sites/", summary="Sites with banks, racks and data freshness.", tag="discovery")
@@ -55,7 +48,7 @@ def operating_sites() -> Response:
 def operating_site(site: int) -> Response:
     portal = get_portal()
     described = describe_site(portal, portal.registry.get_site(site), with_fields=True)
-    if not may_read_raw():  # a `deidentified` caller sees sensitive fields by their published names only
+    if not may_read_raw(get_portal()):  # a `deidentified` caller sees sensitive fields by their published names only
         secret = portal.secret("deid")
         for component, entry in described["components"].items():
             entry["fields"] = [deidentify_field(component, f, secret) for f in entry["fields"]]

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from services.auth import SCOPES
+from services.tokens import SCOPES
 
 PATH_INT_PARAMS = {"site", "bank", "rack"}
 

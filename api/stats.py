@@ -8,10 +8,10 @@ from flask import Blueprint, Response, jsonify, request
 from api.caching import note_range
 from api.routes import get_portal
 from api.spec import P_END, P_START, Param, route
-from services.errors import InvalidQuery
-from services.stats import StatsQuery, bucket_stats, parse_aggs
-from services.telemetry import Selector, make_selector, resolve_columns
-from services.timeparse import parse_bucket_width, resolve_range
+from services.core.errors import InvalidQuery
+from services.telemetry.rows import Selector, make_selector, resolve_columns
+from services.telemetry.stats import StatsQuery, bucket_stats, parse_aggs
+from services.telemetry.timerange import parse_bucket_width, resolve_range
 
 bp = Blueprint("ess_stats_routes", __name__)
 BASE = "/api/ess/operating-sites/{site}"

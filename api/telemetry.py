@@ -14,8 +14,7 @@ from api.caching import note_range
 from api.params import get_int
 from api.routes import get_portal
 from api.spec import LIST_PARAMS, P_FIELDS, P_OMIT, route
-from services.snapshot import get_snapshot
-from services.telemetry import (
+from services.telemetry.rows import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     Cursor,
@@ -26,7 +25,8 @@ from services.telemetry import (
     make_selector,
     resolve_columns,
 )
-from services.timeparse import resolve_range
+from services.telemetry.snapshot import get_snapshot
+from services.telemetry.timerange import resolve_range
 
 bp = Blueprint("ess_telemetry", __name__)
 BASE = "/api/ess/operating-sites/{site}"

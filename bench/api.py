@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from services.generator import write_demo  # noqa: E402
-from services.registry import Bank, demo_sites, format_registry  # noqa: E402
-from services.rollups import catch_up  # noqa: E402
-from services.storage import SiteStore  # noqa: E402
+from services.core.registry import Bank, demo_sites, format_registry  # noqa: E402
+from services.demo.writer import write_demo  # noqa: E402
+from services.storage.rollups import catch_up  # noqa: E402
+from services.storage.sitestore import SiteStore  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/ess_bench"

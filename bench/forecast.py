@@ -41,12 +41,14 @@ import pandas as pd  # noqa: E402
 
 from services.analytics import forecast as fc  # noqa: E402
 from services.analytics import results  # noqa: E402
-from services.analytics.jobs import analyze_site, read_minute_grid, summarise_reports  # noqa: E402
-from services.appdb import open_app_db  # noqa: E402
-from services.generator import generate_day  # noqa: E402
-from services.registry import Bank, Site, demo_sites  # noqa: E402
-from services.rollups import catch_up  # noqa: E402
-from services.storage import SiteStore, dispose_engines  # noqa: E402
+from services.analytics.forecast_tasks import read_minute_grid  # noqa: E402
+from services.analytics.jobs import analyze_site, summarise_reports  # noqa: E402
+from services.core.appschema import open_app_db  # noqa: E402
+from services.core.registry import Bank, Site, demo_sites  # noqa: E402
+from services.demo.writer import generate_day  # noqa: E402
+from services.storage.engines import dispose_engines  # noqa: E402
+from services.storage.rollups import catch_up  # noqa: E402
+from services.storage.sitestore import SiteStore  # noqa: E402
 
 ANCHOR = date(2022, 9, 1)
 
@@ -131,10 +133,10 @@ def day_ahead_table(app: Any, site: Site, days: int) -> list[dict[str, Any]]:
 def fit_times(app: Any, store: SiteStore, days: int) -> list[dict[str, Any]]:
     """Per target: seconds to train ridge, fit + predict Prophet, and compute the baselines
     for one rack-day (the last day), plus the 1-day forecast."""
-    from services.analytics.jobs import _Ctx, task_versions
+    from services.analytics.bookkeeping import TaskContext, task_versions
 
     site = store.site
-    ctx = _Ctx(app, store, site, None, None, None, task_versions(site), None)
+    ctx = TaskContext(app, store, site, None, None, None, task_versions(site), None)
     day = local(site, days - 1)
     grids = read_minute_grid(ctx, day - fc.HISTORY_DAYS * fc.DAY_S, day + fc.DAY_S)
     grid = grids[site.rack_keys[0]]
@@ -165,10 +167,10 @@ def lightgbm_table(app: Any, store: SiteStore, days: int) -> list[dict[str, Any]
         import lightgbm as lgb
     except ImportError:
         return None
-    from services.analytics.jobs import _Ctx, task_versions
+    from services.analytics.bookkeeping import TaskContext, task_versions
 
     site = store.site
-    ctx = _Ctx(app, store, site, None, None, None, task_versions(site), None)
+    ctx = TaskContext(app, store, site, None, None, None, task_versions(site), None)
     grids = read_minute_grid(ctx, local(site, 0), local(site, days))
     out = []
     for target in fc.TARGETS:

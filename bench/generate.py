@@ -32,9 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from services.generator import generate_day, iter_frames, write_demo  # noqa: E402
-from services.registry import Site, demo_sites  # noqa: E402
-from services.storage import SiteStore, dispose_engines  # noqa: E402
+from services.core.registry import Site, demo_sites  # noqa: E402
+from services.demo.writer import generate_day, iter_frames, write_demo  # noqa: E402
+from services.storage.engines import dispose_engines  # noqa: E402
+from services.storage.sitestore import SiteStore  # noqa: E402
 
 DAY = date(2022, 9, 1)
 
@@ -106,7 +107,7 @@ def bench_generation(site: Site, hours: float, db_dir: Path, repeat: int) -> Non
 
 def bench_ingestion(site: Site, hours: float, db_dir: Path) -> None:
     try:
-        from services.ingest import ingest_file
+        from services.ingest.loader import ingest_file
     except ImportError:
         print("ingestion: skipped (services.ingest missing)")
         return

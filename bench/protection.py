@@ -40,21 +40,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from services.appdb import metadata, protection_episode, protection_event  # noqa: E402
-from services.errors import EssError  # noqa: E402
-from services.generator import generate_day, write_demo  # noqa: E402
-from services.protection import (  # noqa: E402
-    RACK_FLAGS,
-    _rack_plan,
-    add_counts,
-    count_levels,
-    evaluate_site,
-    judge_rack_rows,
-    sync_reference_tables,
-)
-from services.protection_map import load_protection_map  # noqa: E402
-from services.registry import Site, demo_sites, format_registry  # noqa: E402
-from services.storage import SiteStore, dispose_engines  # noqa: E402
+from services.core.appdb import metadata  # noqa: E402
+from services.core.errors import EssError  # noqa: E402
+from services.core.registry import Site, demo_sites, format_registry  # noqa: E402
+from services.demo.writer import generate_day, write_demo  # noqa: E402
+from services.protection.candidates import rack_plan  # noqa: E402
+from services.protection.codes import RACK_FLAGS  # noqa: E402
+from services.protection.evaluation import add_counts, evaluate_site, sync_reference_tables  # noqa: E402
+from services.protection.events import count_levels  # noqa: E402
+from services.protection.judging import judge_rack_rows  # noqa: E402
+from services.protection.maps import load_protection_map  # noqa: E402
+from services.protection.tables import protection_episode, protection_event  # noqa: E402
+from services.storage.engines import dispose_engines  # noqa: E402
+from services.storage.sitestore import SiteStore  # noqa: E402
 
 DAY = date(2022, 9, 1)
 CHECKS = (("RACK_MAX_CELL_VOLTAGE", ">", 4.05, 4.10), ("RACK_MIN_CELL_VOLTAGE", "<", 3.20, 3.00),
@@ -138,7 +136,7 @@ def plain_end_to_end(store: SiteStore) -> int:
 
 def filter_only(store: SiteStore) -> int:
     """SELECT count(*) WHERE <the evaluator's candidate filter>: the scan cost alone."""
-    plan = _rack_plan(store.table("rack"), load_protection_map(store.site), store.dialect)
+    plan = rack_plan(store.table("rack"), load_protection_map(store.site), store.dialect)
     with store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(plan.table).where(plan.candidate)).scalar()
                    or 0)

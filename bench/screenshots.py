@@ -47,10 +47,10 @@ def make_demo(data_dir: Path, days_before: int = 2, until: dtime = dtime(15, 5))
     """Small versions of the demo sites (SQLite), from `days_before` days before the anchor
     day to `until` on the day after it: the hot afternoon of site 2 bank 1 rack 2 and the
     weak cell of rack 3 are then the newest data, and the forecasts have earlier days."""
-    from services.generator import write_demo
-    from services.registry import Bank, demo_sites, format_registry
-    from services.rollups import catch_up
-    from services.storage import SiteStore
+    from services.core.registry import Bank, demo_sites, format_registry
+    from services.demo.writer import write_demo
+    from services.storage.rollups import catch_up
+    from services.storage.sitestore import SiteStore
 
     one, two, three = demo_sites()
     small = [dataclasses.replace(one, banks=(Bank(1, (1, 2, 3, 4)),)),
@@ -77,7 +77,7 @@ def run_jobs(app: object) -> None:
     """Bring analytics and protection events up to date when those modules exist."""
     portal = app.extensions["ess"]  # type: ignore[attr-defined]
     try:
-        from services.protection import evaluate_sites
+        from services.protection.evaluation import evaluate_sites
     except ImportError:
         print("protection events not installed: the alarms page will say so")
     else:

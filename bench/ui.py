@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import plotly.io as pio  # noqa: E402
 
-from services.registry import Bank, demo_sites, format_registry  # noqa: E402
+from services.core.registry import Bank, demo_sites, format_registry  # noqa: E402
 
 LAST_DAY = date(2022, 9, 1)
 SPANS_DAYS = (1, 7, 30)
@@ -43,9 +43,9 @@ TARGET_BYTES = 300_000
 
 def prepare(data_dir: Path, days: int) -> Path:
     """Generate `days` days of one rack (and its bank, PCS, sensors) unless present."""
-    from services.generator import write_demo
-    from services.rollups import catch_up
-    from services.storage import SiteStore
+    from services.demo.writer import write_demo
+    from services.storage.rollups import catch_up
+    from services.storage.sitestore import SiteStore
 
     registry = data_dir / "sites.toml"
     marker = data_dir / f"generated-{days}d"
@@ -99,7 +99,7 @@ def time_chart(app: Any, state: Any, repeat: int) -> tuple[float, float, Any, st
 def time_raw(app: Any, state: Any, field: str) -> tuple[int, float, int]:
     """Rows, server time and JSON bytes of sending every sample of the field."""
     from components.urlstate import get_time_range
-    from services.telemetry import iter_rows, make_selector, resolve_columns
+    from services.telemetry.rows import iter_rows, make_selector, resolve_columns
 
     portal = app.extensions["ess"]
     store = portal.store(state.site)

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from components import theme
 from components.sites import format_age
-from services.i18n import get_translator, normalize_lang
+from services.core.i18n import get_translator, normalize_lang
 
 LEVELS = {1: "warning", 2: "fault"}
 

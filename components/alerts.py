@@ -8,14 +8,17 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from components.urlstate import Problem
-from services.errors import EssError
-from services.i18n import MESSAGES, get_translator
+from services.core.errors import EssError, NotComputed
+from services.core.i18n import MESSAGES, get_translator
 
 _HINT_BY_CODE = {"too_many_rows": "hint_too_many_rows", "config_error": "hint_config_error"}
 
 
 def make_error_alert(exc: EssError, lang: str) -> dbc.Alert:
-    """A service error as an alert: translated title and hint, the service's detail."""
+    """A service error as an alert: translated title and hint, the service's detail; a
+    result not computed yet says which and how to compute it."""
+    if isinstance(exc, NotComputed):
+        return make_not_computed_alert(f"what_{exc.what}", lang)
     t = get_translator(lang)
     status = exc.status if f"error_{exc.status}" in MESSAGES else (400 if 400 <= exc.status < 500 else 500)
     hint = _HINT_BY_CODE.get(exc.code, f"hint_{status}")
@@ -37,7 +40,7 @@ def make_problems_alert(problems: Sequence[Problem], lang: str) -> dbc.Alert | N
 
 
 def make_not_computed_alert(what_key: str, lang: str) -> dbc.Alert:
-    """For indices and events whose service has not landed or not run yet."""
+    """For indices and events whose job has not run yet for the site."""
     t = get_translator(lang)
     return dbc.Alert([html.H6(t("not_computed_title"), className="alert-heading mb-1"),
                       html.Div(t("not_computed_body", what=t(what_key)), className="mb-1"),

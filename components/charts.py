@@ -10,9 +10,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from components import theme
-from services.catalogue import Field
-from services.i18n import get_translator, normalize_lang
-from services.series import Series
+from services.core.catalogue import Field
+from services.core.i18n import get_translator, normalize_lang
+from services.telemetry.series import Series
 
 ROW_HEIGHT_PX = 260
 

@@ -12,9 +12,9 @@ from dash import dcc, html
 
 from components.ids import SelectionIds
 from components.urlstate import ALL, QUICK_SPANS, ViewState
-from services.catalogue import Field
-from services.i18n import get_translator, normalize_lang
-from services.registry import Registry, Site
+from services.core.catalogue import Field
+from services.core.i18n import get_translator, normalize_lang
+from services.core.registry import Registry, Site
 
 
 def make_site_options(registry: Registry | None, lang: str) -> list[dict[str, str]]:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import dash_bootstrap_components as dbc
 from dash import html
 
-from services.i18n import get_translator
-from services.series import DownloadEstimate
+from services.core.i18n import get_translator
+from services.telemetry.series import DownloadEstimate
 
 
 def format_bytes(n: int) -> str:

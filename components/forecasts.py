@@ -8,7 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from components import theme
-from services.i18n import get_translator
+from services.core.i18n import get_translator
 
 
 def _wall(t: Any) -> str:

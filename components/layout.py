@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from components import ids
-from services.i18n import DEFAULT_LANG, LANG_NAMES, get_translator
+from services.core.i18n import DEFAULT_LANG, LANG_NAMES, get_translator
 
 CARRIED_PARAMS = ("site", "bank", "rack", "start", "end")  # kept when moving between pages
 

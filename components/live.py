@@ -1,6 +1,6 @@
 """Builders of the live page: bank tiles, the rack × field grid coloured by the
 protection map, room sensors and the event list. Inputs are a site snapshot
-(services.snapshot.get_snapshot) and the map's limits; nothing here queries."""
+(services.telemetry.snapshot.get_snapshot) and the map's limits; nothing here queries."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from dash import html
 
 from components.sites import format_age
 from components.theme import LEVEL_BY_NUMBER
-from services.i18n import get_translator
-from services.protection_map import Limit
+from services.core.i18n import get_translator
+from services.protection.maps import Limit
 
 STALE_AFTER_S = 30
 RACK_FIELDS = ("rack_soc", "rack_current", "rack_voltage", "rack_max_cell_voltage", "rack_min_cell_voltage",

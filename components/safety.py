@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from components import theme
-from services.i18n import get_translator
+from services.core.i18n import get_translator
 
 SOS_WARNING = 0.8
 SOS_UNSAFE = 0.8**4  # 0.4096

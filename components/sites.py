@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,20 +11,11 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from components.theme import SAFETY_COLOURS, SERIES, TEMPLATE, rgba
-from services.i18n import get_translator, normalize_lang
-from services.series import Series
+from services.analytics.summaries import SafetySummary
+from services.core.i18n import get_translator, normalize_lang
+from services.telemetry.series import Series
 
 LIVE_WITHIN_S = 120
-
-
-@dataclass(frozen=True)
-class SafetySummary:
-    """The lowest rack SoS of a site (None fields: not computed yet)."""
-
-    value: float
-    level: str  # safe / warning / unsafe
-    bank: int
-    rack: int
 
 
 def format_age(seconds: float, lang: str) -> str:

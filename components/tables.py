@@ -8,7 +8,7 @@ from typing import Any
 from dash import dash_table
 
 from components import theme
-from services.catalogue import Field
+from services.core.catalogue import Field
 
 PAGE_SIZE = 25
 

@@ -2,7 +2,7 @@
 against the registry, and write it back. Pure: the registry is passed in.
 
 Times in the URL are site-local wall times (`2022-09-01T10:00`); the page turns them into
-a UTC TimeRange with services.timeparse. A bad value is reported as a Problem (shown as an
+a UTC TimeRange with services.telemetry.timerange. A bad value is reported as a Problem (shown as an
 alert) and replaced by the default, so the page still renders something useful.
 """
 
@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from services.errors import InvalidQuery
-from services.registry import COMPONENTS, Bank, Registry, Site
-from services.timeparse import TimeRange, parse_time
+from services.core.errors import InvalidQuery
+from services.core.registry import COMPONENTS, Bank, Registry, Site
+from services.telemetry.timerange import TimeRange, parse_time
 
 QUICK_SPANS: dict[str, int] = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 DEFAULT_SPAN = "24h"

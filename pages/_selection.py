@@ -19,16 +19,24 @@ from flask import current_app
 
 from components import ids
 from components.ids import SelectionIds
-from components.urlstate import DEFAULT_SPAN, ViewState, apply_changes, make_quick_range, parse_zoom
-from services.errors import NotFound
-from services.portal import Portal
-from services.series import get_newest_time
-from services.telemetry import make_selector
+from components.urlstate import DEFAULT_SPAN, ViewState, apply_changes, get_time_range, make_quick_range, parse_zoom
+from services.core.errors import NotFound
+from services.core.portal import Portal
+from services.core.registry import Site
+from services.telemetry.rows import make_selector
+from services.telemetry.series import get_newest_time
+from services.telemetry.timerange import TimeRange
 
 
 def get_portal() -> Portal:
     portal: Portal = current_app.extensions["ess"]
     return portal
+
+
+def site_and_range(state: ViewState) -> tuple[Site, TimeRange | None]:
+    """The state's site and range (None without one); NotFound / InvalidQuery when bad."""
+    site = get_portal().registry.get_site(state.site or 0)
+    return site, get_time_range(state, site)
 
 
 def search_or_no_update(new: ViewState, old: ViewState) -> Any:

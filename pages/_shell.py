@@ -8,10 +8,11 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback
 
-from api.auth import current_principal
 from components import ids
 from components.layout import make_nav_href, make_nav_labels, make_user_box
-from services.i18n import get_translator
+from pages._selection import get_portal
+from services.core.access import current_principal
+from services.core.i18n import get_translator
 
 
 @callback(
@@ -37,5 +38,5 @@ def update_nav(lang: str, pathname: str | None, search: str | None,
 @callback(Output(ids.USER, "children"), Input(ids.LANG, "value"), Input(ids.PAGES_LOCATION, "pathname"))
 def update_user(lang: str, _pathname: str | None) -> list[Any]:
     """Who is signed in, with a sign-out link (nothing when ESS_AUTH=off)."""
-    principal = current_principal()
+    principal = current_principal(get_portal())
     return make_user_box(principal.name if principal else None, principal.scope if principal else None, lang)

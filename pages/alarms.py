@@ -12,22 +12,25 @@ from dash import Input, Output, State, callback, dcc, html
 
 from components import ids
 from components.alarms import level_styles, make_counts_figure, make_episode_rows, make_event_rows
-from components.alerts import make_error_alert, make_no_data_alert, make_not_computed_alert, make_problems_alert
+from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.controls import make_selection_bar
 from components.tables import make_data_table
 from components.theme import GRAPH_CONFIG
 from components.urlstate import ALL, Problem, ViewState, parse_view_state
-from pages import _extras
-from pages._selection import get_portal, register_selection_callbacks, with_default_range
-from services.errors import EssError
-from services.i18n import get_translator
-from services.registry import Registry
+from pages._selection import get_portal, register_selection_callbacks, site_and_range, with_default_range
+from services.core.errors import EssError, NotComputed
+from services.core.i18n import get_translator
+from services.core.registry import Registry
+from services.protection.events import EventFilter, check_filter_values
+from services.protection.reads import get_episodes, get_event_counts, get_events
+from services.storage.dialect import to_epoch
 
 dash.register_page(__name__, path="/alarms", name="Alarms", order=5, nav_key="nav_alarms",
                    title="Alarms · ESS portal")
 
 SIDS = ids.ALARMS
 PAGE_SIZE = 25
+MAX_COUNT_BARS = 120
 EVENT_COLUMNS = ("time", "level", "code", "bank", "rack", "source", "value", "description")
 EPISODE_COLUMNS = ("start", "end", "duration", "level", "code", "bank", "rack", "source", "peak", "samples",
                    "description")
@@ -117,12 +120,11 @@ def update_events(data: dict[str, Any], page_current: int | None, lang: str) -> 
     if state.site is None:
         return [], [], 1, None
     try:
-        result = _extras.get_events(get_portal(), state, (page_current or 0) + 1, PAGE_SIZE)
+        events, total = get_events(get_portal(), event_filter(state), (page_current or 0) + 1, PAGE_SIZE)
+    except NotComputed as exc:
+        return [], _columns(EVENT_COLUMNS, lang), 1, make_error_alert(exc, lang)
     except EssError as exc:
         return [], [], 1, make_error_alert(exc, lang)
-    if result is None:
-        return [], _columns(EVENT_COLUMNS, lang), 1, make_not_computed_alert("what_events", lang)
-    events, total = result
     alert = make_no_data_alert(None, lang) if total == 0 else None
     return (make_event_rows(events, lang), _columns(EVENT_COLUMNS, lang), max(1, math.ceil(total / PAGE_SIZE)),
             alert)
@@ -135,11 +137,12 @@ def update_counts(data: dict[str, Any], lang: str) -> Any:
     if state.site is None:
         return None
     try:
-        rows = _extras.get_event_counts(get_portal(), state)
+        site, tr = site_and_range(state)
+        rows = get_event_counts(get_portal(), site, tr, event_filter(state), MAX_COUNT_BARS)
+    except NotComputed:
+        return html.Div(get_translator(lang)("not_computed_short"), className="text-muted small")
     except EssError as exc:
         return make_error_alert(exc, lang)
-    if rows is None:
-        return html.Div(get_translator(lang)("not_computed_short"), className="text-muted small")
     return dcc.Graph(figure=make_counts_figure(rows, lang, (state.start or "", state.end or "")), config=GRAPH_CONFIG)
 
 
@@ -151,9 +154,19 @@ def update_episodes(data: dict[str, Any], lang: str) -> tuple[Any, Any, Any]:
     if state.site is None:
         return [], [], None
     try:
-        episodes = _extras.get_episodes(get_portal(), state)
+        episodes = get_episodes(get_portal(), event_filter(state))
     except EssError as exc:
         return [], _columns(EPISODE_COLUMNS, lang), make_error_alert(exc, lang)
-    if episodes is None:
-        return [], _columns(EPISODE_COLUMNS, lang), make_not_computed_alert("what_events", lang)
     return make_episode_rows(episodes, lang), _columns(EPISODE_COLUMNS, lang), None
+
+
+def event_filter(state: ViewState) -> EventFilter:
+    """The page's filters (level, error code, bank, rack, text) over its site and range."""
+    site, tr = site_and_range(state)
+    code, level = state.get("code"), state.get("level")
+    f = EventFilter(site_ids=(site.id,), start=None if tr is None else to_epoch(tr.start),
+                    end=None if tr is None else to_epoch(tr.end), level=int(level) if level else None,
+                    error_code=int(code) if code.isdigit() else None, bank_id=state.bank, rack_id=state.rack,
+                    message=state.get("text") or None)
+    check_filter_values(f.level, f.error_code, None, f.message)
+    return f

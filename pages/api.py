@@ -9,15 +9,15 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from flask import request
 
-from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert, make_problems_alert
 from components.controls import make_selection_bar
 from components.urlstate import ViewState, parse_view_state
 from pages._selection import get_portal, register_selection_callbacks
-from services.errors import EssError
-from services.i18n import get_translator
-from services.registry import Registry, Site
+from services.core.access import may_read_raw
+from services.core.errors import EssError
+from services.core.i18n import get_translator
+from services.core.registry import Registry, Site
 
 dash.register_page(__name__, path="/api-guide", name="API", order=7, nav_key="nav_api", title="API · ESS portal")
 
@@ -53,7 +53,8 @@ def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]
     t = get_translator(lang)
     site = next((s for s in (registry.sites if registry else ()) if s.id == state.site), None)
     examples = []
-    for i, (key, url) in enumerate(make_examples(site, host, registry is None or may_read_raw()) if site else []):
+    raw = registry is None or may_read_raw(get_portal())
+    for i, (key, url) in enumerate(make_examples(site, host, raw) if site else []):
         code_id = f"api-example-{i}"
         examples.append(html.Div([
             html.Div(t(key), className="small fw-semibold mb-1"),

@@ -9,7 +9,6 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
-from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert, make_problems_alert
 from components.controls import make_selection_bar
@@ -17,11 +16,12 @@ from components.downloads import make_estimate_table
 from components.links import make_download_url
 from components.urlstate import ViewState, get_time_range, parse_view_state
 from pages._selection import get_portal, has_route, register_selection_callbacks, with_default_range
-from services.errors import EssError
-from services.i18n import get_translator
-from services.registry import COMPONENTS, Registry
-from services.series import estimate_download
-from services.telemetry import make_selector
+from services.core.access import may_read_raw
+from services.core.errors import EssError
+from services.core.i18n import get_translator
+from services.core.registry import COMPONENTS, Registry
+from services.telemetry.rows import make_selector
+from services.telemetry.series import estimate_download
 
 dash.register_page(__name__, path="/downloads", name="Downloads", order=6, nav_key="nav_downloads",
                    title="Downloads · ESS portal")
@@ -35,7 +35,8 @@ def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]
     site = next((s for s in (registry.sites if registry else ()) if s.id == state.site), None)
     types = [c for c in COMPONENTS if site is None or c in site.tables]
     chosen = [c for c in state.get("types", "rack").split(",") if c in types]
-    raw = registry is None or may_read_raw()  # de-identified access: the raw choice is shown disabled, with a note
+    # de-identified access: the raw choice is shown disabled, with a note
+    raw = registry is None or may_read_raw(get_portal())
     note = None if raw else html.Div(t("scope_di_note"), className="alert alert-info py-2 small",
                                      id=ids.DOWNLOADS_SCOPE_NOTE)
     return html.Div([
@@ -89,7 +90,7 @@ def update_estimate(data: dict[str, Any], lang: str) -> Any:
         return None
     if not types:
         return html.Div(t("choose_types"), className="text-muted small")
-    di = state.get("mode") == "di" or not may_read_raw()  # de-identified access: only /download/di/ links
+    di = state.get("mode") == "di" or not may_read_raw(get_portal())  # de-identified access: only /download/di/ links
     try:
         store = get_portal().store(state.site)
         tr = get_time_range(state, store.site)

@@ -13,7 +13,6 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 from flask import request
 
-from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.charts import describe_width, make_empty_figure, make_series_figure
@@ -23,13 +22,14 @@ from components.tables import make_columns, make_data_table
 from components.theme import GRAPH_CONFIG
 from components.urlstate import DEFAULT_SPAN, Problem, ViewState, get_time_range, make_quick_range, parse_view_state
 from pages._selection import get_portal, has_route, register_selection_callbacks
-from services.catalogue import Field, is_sensitive
-from services.deid import list_public_fields
-from services.errors import EssError, NotFound
-from services.i18n import get_translator
-from services.registry import Registry
-from services.series import choose_width, get_newest_time, get_series
-from services.telemetry import Selector, fetch_page, make_selector, resolve_columns
+from services.core.access import may_read_raw
+from services.core.catalogue import Field, is_sensitive
+from services.core.errors import EssError, NotFound
+from services.core.i18n import get_translator
+from services.core.registry import Registry
+from services.telemetry.deid import list_public_fields
+from services.telemetry.rows import Selector, fetch_page, make_selector, resolve_columns
+from services.telemetry.series import choose_width, get_newest_time, get_series
 
 dash.register_page(__name__, path="/explorer", name="Explorer", order=2, nav_key="nav_explorer",
                    title="Explorer · ESS portal")
@@ -64,7 +64,7 @@ def resolve_state(query: dict[str, str], registry: Registry) -> tuple[ViewState,
     """The URL's state with fields and a default range (the last day of data) filled in."""
     state, problems = parse_view_state(query, registry, components=COMPONENTS)
     fields = get_portal().store(state.site or 0).fields(state.component or "rack")
-    if not may_read_raw():  # de-identified access: sensitive columns are not offered (nor accepted)
+    if not may_read_raw(get_portal()):  # de-identified access: sensitive columns are not offered (nor accepted)
         fields = list_public_fields(fields)
     state, more = resolve_fields(state, fields)
     if state.start is None:
@@ -79,7 +79,7 @@ def resolve_state(query: dict[str, str], registry: Registry) -> tuple[ViewState,
 
 def make_links(state: ViewState, lang: str, di_available: bool, host: str) -> html.Div:
     t = get_translator(lang)
-    raw = may_read_raw()
+    raw = may_read_raw(get_portal())
     width = choose_width(get_time_range_seconds(state)) if state.start else 1
     chart = (make_rows_url(state, state.fields, deidentified=not raw) if width <= 1
              else make_stats_url(state, state.fields, width))
@@ -111,7 +111,7 @@ def readable_state(data: dict[str, Any]) -> ViewState:
     """The page state from the browser, without sensitive fields when the caller may
     read de-identified data only (the store is client data: never trust its field list)."""
     state = ViewState.from_store(data)
-    if may_read_raw():
+    if may_read_raw(get_portal()):
         return state
     return replace(state, fields=tuple(f for f in state.fields if not is_sensitive(f)))
 

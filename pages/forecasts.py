@@ -11,16 +11,16 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
 from components import ids
-from components.alerts import make_error_alert, make_no_data_alert, make_not_computed_alert, make_problems_alert
+from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.controls import make_selection_bar
 from components.forecasts import make_day_ahead_figure, make_forecast_figure
 from components.theme import GRAPH_CONFIG
 from components.urlstate import ViewState, parse_view_state
-from pages import _extras
-from pages._selection import get_portal, register_selection_callbacks, with_default_range
-from services.errors import EssError
-from services.i18n import get_translator
-from services.registry import Registry
+from pages._selection import get_portal, register_selection_callbacks, site_and_range, with_default_range
+from services.analytics.summaries import get_day_ahead, get_forecasts
+from services.core.errors import EssError
+from services.core.i18n import get_translator
+from services.core.registry import Registry
 
 dash.register_page(__name__, path="/forecasts", name="Forecasts", order=4, nav_key="nav_forecasts",
                    title="Forecasts · ESS portal")
@@ -68,17 +68,16 @@ def update_targets(data: dict[str, Any], lang: str) -> Any:
     if state.site is None:
         return None
     t = get_translator(lang)
-    try:
-        results = {target: _extras.get_forecasts(get_portal(), state, target) for target in TARGETS}
+    try:  # the forecast task runs for the whole site: every target is computed, or none
+        site, tr = site_and_range(state)
+        engine = get_portal().app_db
+        results = {target: get_forecasts(engine, site, state.bank, state.rack, tr, target) for target in TARGETS}
     except EssError as exc:
         return make_error_alert(exc, lang)
-    if all(r is None for r in results.values()):
-        return make_not_computed_alert("what_forecasts", lang)
     cols = []
     for target, result in results.items():
-        if result is None or not result.get("rows"):
-            body: Any = make_no_data_alert(None, lang) if result is not None else make_not_computed_alert(
-                "what_forecasts", lang)
+        if not result.get("rows"):
+            body: Any = make_no_data_alert(None, lang)
         else:
             body = dcc.Graph(figure=make_forecast_figure(result["rows"], result.get("accuracy") or {},
                                                          result.get("best"), t(f"target_{target}"), TARGETS[target],
@@ -94,11 +93,10 @@ def update_day_ahead(data: dict[str, Any], lang: str) -> Any:
     if state.site is None:
         return None
     try:
-        result = _extras.get_day_ahead(get_portal(), state)
+        site, tr = site_and_range(state)
+        result = get_day_ahead(get_portal().app_db, site, state.bank, state.rack, tr)
     except EssError as exc:
         return make_error_alert(exc, lang)
-    if result is None:
-        return make_not_computed_alert("what_forecasts", lang)
     if not result.get("row"):
         return make_no_data_alert(None, lang)
     return dcc.Graph(figure=make_day_ahead_figure(result["row"], "V", lang), config=GRAPH_CONFIG)

@@ -10,9 +10,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
-from api.auth import may_read_raw
 from components import ids
-from components.alerts import make_error_alert, make_not_computed_alert, make_problems_alert
+from components.alerts import make_error_alert, make_problems_alert
 from components.controls import describe_fields, make_selection_bar
 from components.live import (
     make_bank_tiles,
@@ -23,14 +22,15 @@ from components.live import (
     newest_time,
 )
 from components.urlstate import ViewState, parse_view_state
-from pages._extras import get_recent_events
 from pages._selection import get_portal, register_selection_callbacks
-from services.deid import drop_sensitive, list_public_fields
-from services.errors import ConfigError, EssError
-from services.i18n import get_translator
-from services.protection_map import Limit, load_protection_map
-from services.registry import Registry, Site
-from services.snapshot import get_snapshot
+from services.core.access import may_read_raw
+from services.core.errors import ConfigError, EssError
+from services.core.i18n import get_translator
+from services.core.registry import Registry, Site
+from services.protection.maps import Limit, load_protection_map
+from services.protection.reads import get_recent_events
+from services.telemetry.deid import drop_sensitive, list_public_fields
+from services.telemetry.snapshot import get_snapshot
 
 dash.register_page(__name__, path="/live", name="Live", order=1, nav_key="nav_live", title="Live · ESS portal")
 
@@ -89,7 +89,7 @@ def refresh(_n: int, data: dict[str, Any], lang: str) -> tuple[Any, ...]:
     portal = get_portal()
     try:
         store = portal.store(state.site)
-        raw = may_read_raw()
+        raw = may_read_raw(get_portal())
         snapshot = get_snapshot(store) if raw else drop_sensitive(get_snapshot(store))
         fields = [f for c in ("bank", "rack", "etc") if c in store.site.tables for f in store.fields(c)]
         units, labels = describe_fields(fields if raw else list_public_fields(fields), lang)
@@ -122,4 +122,4 @@ def refresh_events(_n: int, data: dict[str, Any], lang: str) -> Any:
         events = get_recent_events(get_portal(), state.site)
     except EssError as exc:
         return make_error_alert(exc, lang)
-    return make_not_computed_alert("what_events", lang) if events is None else make_event_list(events, lang)
+    return make_event_list(events, lang)

@@ -8,21 +8,22 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from api.auth import may_read_raw
 from components import ids
 from components.alerts import make_error_alert
 from components.sites import make_site_card, make_site_grid
-from pages._extras import get_lowest_sos, get_open_episodes
 from pages._selection import get_portal
-from services.deid import drop_sensitive
-from services.errors import EssError, Unavailable
-from services.i18n import get_translator
-from services.portal import Portal
-from services.series import Series, get_series
-from services.sites import list_sites
-from services.snapshot import get_snapshot
-from services.telemetry import make_selector
-from services.timeparse import TimeRange
+from services.analytics.summaries import get_lowest_sos
+from services.core.access import may_read_raw
+from services.core.errors import EssError, Unavailable
+from services.core.i18n import get_translator
+from services.core.portal import Portal
+from services.protection.reads import get_open_episodes
+from services.telemetry.deid import drop_sensitive
+from services.telemetry.discovery import list_sites
+from services.telemetry.rows import make_selector
+from services.telemetry.series import Series, get_series
+from services.telemetry.snapshot import get_snapshot
+from services.telemetry.timerange import TimeRange
 
 dash.register_page(__name__, path="/", name="Overview", order=0, nav_key="nav_overview", title="ESS portal")
 
@@ -54,7 +55,7 @@ def update_cards(data: dict[str, Any], lang: str) -> tuple[Any, Any]:
     """Every site's card: discovery, one snapshot per site, and the safety/alarm summaries."""
     portal = get_portal()
     now = datetime.now(UTC)
-    view = (lambda snap: snap) if may_read_raw() else drop_sensitive  # de-identified access: no sensitive values
+    view = (lambda snap: snap) if may_read_raw(portal) else drop_sensitive  # de-identified access: no sensitive values
     try:
         sites = list_sites(portal)
         cards, lost = [], []
@@ -63,7 +64,7 @@ def update_cards(data: dict[str, Any], lang: str) -> tuple[Any, Any]:
                 if s.get("unavailable"):
                     raise Unavailable(f"site {s['id']} database is unreachable", code="database_unavailable")
                 cards.append(make_site_card(s, view(get_snapshot(portal.store(s["id"]))), now, lang,
-                                            safety=get_lowest_sos(portal, s["id"]),
+                                            safety=get_lowest_sos(portal.app_db, portal.registry.get_site(s["id"])),
                                             episodes=get_open_episodes(portal, s["id"]),
                                             trend=get_soc_trend(portal, s)))
             except Unavailable as exc:  # one lost site: its card says so, the others stay

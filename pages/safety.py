@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
 from components import ids
-from components.alerts import make_error_alert, make_no_data_alert, make_not_computed_alert, make_problems_alert
+from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.charts import make_series_figure
 from components.controls import make_selection_bar
 from components.safety import (
@@ -23,13 +23,13 @@ from components.safety import (
 )
 from components.theme import GRAPH_CONFIG
 from components.urlstate import Problem, ViewState, get_time_range, parse_view_state
-from pages import _extras
-from pages._selection import get_portal, register_selection_callbacks, with_default_range
-from services.errors import EssError
-from services.i18n import get_translator
-from services.registry import Registry
-from services.series import get_series
-from services.telemetry import make_selector
+from pages._selection import get_portal, register_selection_callbacks, site_and_range, with_default_range
+from services.analytics.summaries import get_exsos, get_rack_sos, get_socp, get_sol, get_sos
+from services.core.errors import EssError
+from services.core.i18n import get_translator
+from services.core.registry import Registry
+from services.telemetry.rows import make_selector
+from services.telemetry.series import get_series
 
 dash.register_page(__name__, path="/safety", name="Safety", order=3, nav_key="nav_safety",
                    title="Safety · ESS portal")
@@ -111,12 +111,12 @@ def update_sos(data: dict[str, Any], lang: str) -> Any:
     if state.site is None:
         return None
     try:
-        rows = _extras.get_sos(get_portal(), state)
-        gauges = _extras.get_rack_sos(get_portal(), state)
+        site, tr = site_and_range(state)
+        engine = get_portal().app_db
+        rows = get_sos(engine, site, state.bank, state.rack, tr)
+        gauges = get_rack_sos(engine, site, state.bank, tr)
     except EssError as exc:
         return make_error_alert(exc, lang)
-    if rows is None or gauges is None:
-        return make_not_computed_alert("what_sos", lang)
     if not rows:
         return make_no_data_alert(None, lang)
     return html.Div([make_gauge_row(gauges, state.rack, lang), _graph(make_sos_figure(rows, lang))])
@@ -137,12 +137,10 @@ def update_exsos(data: dict[str, Any], lang: str) -> Any:
     if state.site is None:
         return None
     try:
-        result = _extras.get_exsos(get_portal(), state)
+        site, tr = site_and_range(state)
+        rows, curves = get_exsos(get_portal().app_db, site, state.bank, state.rack, tr)
     except EssError as exc:
         return make_error_alert(exc, lang)
-    if result is None:
-        return make_not_computed_alert("what_exsos", lang)
-    rows, curves = result
     if not rows:
         return make_no_data_alert(None, lang)
     detail = rows[-1].get("membership_degree_detail")
@@ -178,12 +176,10 @@ def update_sol(data: dict[str, Any], lang: str) -> Any:
         return None
     t = get_translator(lang)
     try:
-        result = _extras.get_sol(get_portal(), state)
+        site, _tr = site_and_range(state)
+        rows, today, eol = get_sol(get_portal().app_db, site, state.bank)
     except EssError as exc:
         return make_error_alert(exc, lang)
-    if result is None:
-        return make_not_computed_alert("what_sol", lang)
-    rows, today, eol = result
     if not rows:
         return make_no_data_alert(None, lang)
     note = html.Div(t("eol_date", date=eol.isoformat()), className="small text-muted") if eol else None
@@ -198,12 +194,11 @@ def update_socp(data: dict[str, Any], lang: str) -> Any:
         return None
     t = get_translator(lang)
     try:
-        result = _extras.get_socp(get_portal(), state)
+        site, tr = site_and_range(state)
+        counts, cells, flagged, day = get_socp(get_portal().app_db, site, state.bank, state.rack, tr,
+                                               int(state.get("period", "1") or 1), int(state.get("status", "0") or 0))
     except EssError as exc:
         return make_error_alert(exc, lang)
-    if result is None:
-        return make_not_computed_alert("what_socp", lang)
-    counts, cells, flagged, day = result
     if not counts:
         return make_no_data_alert(None, lang)
     note = t("flagged_cells", cells=", ".join(map(str, flagged))) if flagged else t("no_flagged_cells")

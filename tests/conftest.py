@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.generator import write_demo
-from services.registry import Bank, Site, demo_sites, format_registry
-from services.rollups import catch_up
-from services.storage import SiteStore, dispose_engines
+from services.core.registry import Bank, Site, demo_sites, format_registry
+from services.demo.writer import write_demo
+from services.storage.engines import dispose_engines
+from services.storage.rollups import catch_up
+from services.storage.sitestore import SiteStore
 
 PG_ADMIN_URL = os.environ.get("ESS_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

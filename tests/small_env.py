@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.registry import Bank, Site, demo_sites, format_registry
+from services.core.registry import Bank, Site, demo_sites, format_registry
 from tests.conftest import fill_site
 
 DAY = date(2022, 9, 1)

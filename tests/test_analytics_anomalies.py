@@ -15,9 +15,10 @@ import pytest
 
 from services.analytics import exsos, socp
 from services.analytics.sos import RACK_INPUT_COLUMNS, compute_sos, sos_parameters
-from services.generator import generate_day, list_anomalies
-from services.protection_map import load_protection_map
-from services.registry import Bank, Site, demo_sites
+from services.core.registry import Bank, Site, demo_sites
+from services.demo.anomalies import list_anomalies
+from services.demo.writer import generate_day
+from services.protection.maps import load_protection_map
 
 ANCHOR = date(2022, 9, 1)
 DAY1 = date(2022, 9, 2)

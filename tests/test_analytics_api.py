@@ -16,9 +16,9 @@ from services.analytics import exsos, socp
 from services.analytics import forecast as fc
 from services.analytics.jobs import analyze, summarise_reports
 from services.analytics.sos import FACTOR_NAMES, RACK_INPUT_COLUMNS, bucket_minimum, compute_sos, sos_parameters
-from services.generator import generate_day
-from services.protection_map import load_protection_map
-from services.registry import Site
+from services.core.registry import Site
+from services.demo.writer import generate_day
+from services.protection.maps import load_protection_map
 from tests.conftest import DEMO_DAY, DemoEnv, site_id_for
 
 DAY = date.fromisoformat(DEMO_DAY)

@@ -15,9 +15,9 @@ import pytest
 
 from services.analytics import forecast as fc
 from services.analytics.sos import RACK_INPUT_COLUMNS, compute_sos, sos_parameters
-from services.generator import generate_day
-from services.protection_map import load_protection_map
-from services.registry import Bank, demo_sites
+from services.core.registry import Bank, demo_sites
+from services.demo.writer import generate_day
+from services.protection.maps import load_protection_map
 
 ANCHOR = date(2022, 9, 1)
 SITE = dataclasses.replace(demo_sites()[0], banks=(Bank(1, (1,)),), demo_anchor=ANCHOR)

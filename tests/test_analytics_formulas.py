@@ -19,9 +19,9 @@ from services.analytics.sos import (
     level_codes,
     sos_parameters,
 )
-from services.errors import ConfigError
-from services.protection_map import load_protection_map, parse_protection_map
-from services.registry import demo_sites
+from services.core.errors import ConfigError
+from services.core.registry import demo_sites
+from services.protection.maps import load_protection_map, parse_protection_map
 
 PARAMS = sos_parameters(load_protection_map(demo_sites()[0]))
 SAFE = {"max_cell_voltage": 3.7, "min_cell_voltage": 3.6, "cell_voltage_gap": 0.02, "current": 10.0,

@@ -17,13 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services.analytics import forecast as fc
-from services.analytics import store as st
-from services.analytics.jobs import TaskReport, analyze_site
-from services.appdb import open_app_db
-from services.generator import generate_day
-from services.registry import Bank, Site, demo_sites
-from services.rollups import catch_up
-from services.storage import SiteStore
+from services.analytics import tables as st
+from services.analytics.bookkeeping import TaskReport
+from services.analytics.jobs import analyze_site
+from services.core.appschema import open_app_db
+from services.core.registry import Bank, Site, demo_sites
+from services.demo.writer import generate_day
+from services.storage.rollups import catch_up
+from services.storage.sitestore import SiteStore
 
 ANCHOR = date(2022, 9, 1)
 DAYS = 2
@@ -196,27 +197,28 @@ def test_the_scheduler_evaluates_the_protection_map_then_analyses(tmp_path: Path
     analytics themselves are tested above), under the app-database lease, which it releases."""
     import threading
 
-    from services import protection
-    from services.analytics import jobs
-    from services.portal import Portal
-    from services.settings import load_settings
+    from services import scheduler
+    from services.core.portal import Portal
+    from services.core.settings import load_settings
+    from services.protection.evaluation import pending_samples
     from tests.small_env import build_small_env
 
     env = build_small_env(tmp_path, pg_url, minutes=3)
     portal = Portal(load_settings(env={}, ESS_DATA_DIR=str(tmp_path), ESS_REGISTRY=str(env.registry_path)))
     stores = [portal.store(sid) for sid in env.sites]
-    before = [protection.pending_samples(portal.app_db, s) for s in stores]
+    before = [pending_samples(portal.app_db, s) for s in stores]
     assert all(n > 0 for n in before)
     rounds = threading.Event()
-    monkeypatch.setattr(jobs, "analyze", lambda p: rounds.set())
+    monkeypatch.setattr(scheduler, "analyze", lambda p: rounds.set())
     stop = threading.Event()
-    thread = jobs.start_scheduler(portal, 1, stop)
+    thread = scheduler.start_scheduler(portal, 1, stop)
     try:
         assert rounds.wait(60), "no scheduled round within 60 s"
     finally:
         stop.set()
         thread.join(30)
-    assert [protection.pending_samples(portal.app_db, s) for s in stores] == [0, 0]
+    assert [pending_samples(portal.app_db, s) for s in stores] == [0, 0]
     with portal.app_db.connect() as conn:
-        lease = conn.execute(sa.select(st.state).where(st.state.c.site_id == 0, st.state.c.task == jobs.LEASE_TASK))
+        lease = conn.execute(sa.select(st.state).where(st.state.c.site_id == 0,
+                                                       st.state.c.task == scheduler.LEASE_TASK))
         assert lease.first() is None

@@ -12,11 +12,11 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 
-from services.generator import generate_day
-from services.registry import Site
-from services.stats import StatsQuery, bucket_stats
-from services.telemetry import make_selector, resolve_columns
-from services.timeparse import resolve_range
+from services.core.registry import Site
+from services.demo.writer import generate_day
+from services.telemetry.rows import make_selector, resolve_columns
+from services.telemetry.stats import StatsQuery, bucket_stats
+from services.telemetry.timerange import resolve_range
 from tests.conftest import DEMO_DAY, DemoEnv, site_id_for
 
 DAY = pd.Timestamp(DEMO_DAY).date()

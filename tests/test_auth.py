@@ -1,4 +1,4 @@
-"""Access control: hashed tokens and their cache (services/auth.py), the `ess token` CLI,
+"""Access control: hashed tokens and their cache (services/tokens.py), the `ess token` CLI,
 the scope matrix (every API route x no token / deidentified / raw / admin), query-string
 tokens refused, the OpenAPI security description, and tokens kept out of the logs.
 
@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import services.auth as auth
+import services.tokens as auth
 from api.spec import ROUTES, RouteSpec
-from services.appdb import api_token, open_app_db
-from services.errors import InvalidQuery, NotFound, Unavailable
+from services.core.appschema import open_app_db
+from services.core.errors import InvalidQuery, NotFound, Unavailable
+from services.tokens import api_token
 from tests.small_env import build_small_env
 
 DAY = "2022-09-01"
@@ -70,7 +71,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-# ----- services/auth.py ------------------------------------------------------------------------
+# ----- services/tokens.py ----------------------------------------------------------------------
 
 @pytest.fixture
 def token_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[sa.Engine]:

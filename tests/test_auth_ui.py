@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from flask import Flask, session
 
-import services.auth as auth
+import services.tokens as auth
 from api.auth import LOGIN_MAX_FAILURES, LOGIN_WINDOW_S, SESSION_KEY, install_auth
 from components.urlstate import ViewState
-from services.catalogue import get_fields
-from services.settings import load_settings
+from services.core.catalogue import get_fields
+from services.core.settings import load_settings
 from tests.test_auth import DAY, END, START, AuthEnv, build_auth_env
 
 SENSITIVE = sorted({f.api_name for c in ("bank", "rack", "pcs") for f in get_fields(c, "site1") if f.sensitive})
@@ -155,7 +155,7 @@ def test_a_revoked_token_loses_its_session(auth_env: AuthEnv, monkeypatch: pytes
     with engine.begin() as conn:  # revoked by another process: this one's cache does not know yet
         import sqlalchemy as sa
 
-        from services.appdb import api_token
+        from services.tokens import api_token
         conn.execute(sa.update(api_token).where(api_token.c.name == "ui-revoked").values(revoked=1))
     time.sleep(0.25)
     assert client.get("/explorer").status_code == 302
@@ -297,7 +297,7 @@ def test_without_the_app_database_health_stays_up_and_sign_in_says_why(tmp_path:
     """The session key lives in the app database: while it is unreachable there are no
     sessions (pages redirect, /login is a 503), and /healthz does not fail."""
     from api.errors import register_error_handlers
-    from services.portal import Portal
+    from services.core.portal import Portal
 
     settings = load_settings(env={"ESS_AUTH": "on", "ESS_DATA_DIR": str(tmp_path),
                                   "ESS_APP_DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:1/nothing"})

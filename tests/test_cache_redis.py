@@ -139,7 +139,7 @@ def test_private_and_vary_under_auth(demo_env: DemoEnv, redis_prefix: str) -> No
     from flask import Flask, request
 
     from api.caching import install_caching
-    from services.settings import load_settings
+    from services.core.settings import load_settings
 
     settings = load_settings(env={}, ESS_AUTH="on", ESS_CACHE_URL=REDIS_URL, ESS_CACHE_PREFIX=redis_prefix)
     app = Flask(__name__)
@@ -151,7 +151,7 @@ def test_private_and_vary_under_auth(demo_env: DemoEnv, redis_prefix: str) -> No
 
     from flask import g
 
-    from services.auth import Principal
+    from services.tokens import Principal
 
     scopes = {"Bearer alice": "raw", "Bearer carol": "raw", "Bearer bob": "deidentified"}
 

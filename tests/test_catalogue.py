@@ -1,4 +1,4 @@
-"""The field catalogue (services/catalogue.py): column sets, units, descriptions and the
+"""The field catalogue (services/core/catalogue.py): column sets, units, descriptions and the
 sensitive flag, checked against the reference study §2.2 and the original protection map."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services import catalogue
-from services.catalogue import EXTRA_SENSITIVE, VARIANTS, Field, describe, get_fields, is_sensitive
+from services.core import catalogue
+from services.core.catalogue import EXTRA_SENSITIVE, VARIANTS, Field, describe, get_fields, is_sensitive
 
 EXPECTED_COUNTS = {
     ("bank", "site1"): 45,

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.catalogue import EXTRA_SENSITIVE, get_fields, is_sensitive
-from services.deid import deid_id, deid_name
-from services.errors import ConfigError
+from services.core.catalogue import EXTRA_SENSITIVE, get_fields, is_sensitive
+from services.core.errors import ConfigError
+from services.telemetry.deid import deid_id, deid_name
 from tests.conftest import DemoEnv, site_id_for
 
 RANGE = "start-time=2022-09-01T13:00:00&end-time=2022-09-01T13:00:03"

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.errors import ConfigError
-from services.registry import Bank, demo_sites, format_registry
-from services.rollups import timescale_rollup_sql
-from services.storage import engine_options, ensure_database, get_engine
+from services.core.errors import ConfigError
+from services.core.registry import Bank, demo_sites, format_registry
+from services.storage.engines import engine_options, ensure_database, get_engine
+from services.storage.rollups import timescale_rollup_sql
 from tests.conftest import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,8 +112,8 @@ def test_timescale_continuous_aggregate_sql() -> None:
 
 def test_rollup_columns_match_the_plain_table(pg_url: str) -> None:
     """The continuous aggregate has the plain rollup table's columns, in order."""
-    from services.rollups import build_rollup_table, numeric_columns
-    from services.storage import SiteStore
+    from services.storage.rollups import build_rollup_table, numeric_columns
+    from services.storage.sitestore import SiteStore
 
     site = dataclasses.replace(demo_sites()[0], banks=(Bank(1, (1,)),), database_url=pg_url,
                                schema=f"ts{secrets.token_hex(3)}")
@@ -193,7 +193,7 @@ def _free_port() -> int:
 def test_gunicorn_serves_with_two_workers(tmp_path: Path) -> None:
     """A real boot: gunicorn -c gunicorn.conf.py with 2 workers answers health, readiness
     and a streamed download."""
-    from services.generator import write_demo
+    from services.demo.writer import write_demo
 
     site = dataclasses.replace(demo_sites()[0], banks=(Bank(1, (1,)),),
                                database_url=f"sqlite:///{tmp_path / 'site1.sqlite'}", demo_anchor=DAY)

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.generator import write_demo
-from services.registry import Site, format_registry
-from services.storage import SiteStore, dispose_engines, get_engine
+from services.core.registry import Site, format_registry
+from services.demo.writer import write_demo
+from services.storage.engines import dispose_engines, get_engine
+from services.storage.sitestore import SiteStore
 from tests.conftest import PG_ADMIN_URL, fill_site, small_demo_sites
 
 DAY = date(2022, 9, 1)
@@ -162,7 +163,7 @@ def test_site_database_goes_away_and_comes_back(faults: FaultEnv) -> None:
 
 def test_download_loses_database_mid_stream(faults: FaultEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once bytes are sent the status cannot change: the body ends with an #error line."""
-    monkeypatch.setattr("services.export.CHUNK_BYTES", 8192)  # the COPY thread blocks early on the full queue
+    monkeypatch.setattr("services.telemetry.export.CHUNK_BYTES", 8192)  # the COPY thread blocks early on the full queue
     client = faults.app.test_client()
     url = f"/api/ess/download/operating-sites/1/rack/?date={DAY.isoformat()}"
     resp = client.get(url, buffered=False)
@@ -219,9 +220,9 @@ def test_interrupted_download_releases_the_sqlite_cursor(tmp_path: Path) -> None
     site = dataclasses.replace(one, database_url=f"sqlite:///{tmp_path / 'one.sqlite'}", schema="", demo_anchor=DAY)
     start = datetime.combine(DAY, dtime(10), tzinfo=site.tz)
     write_demo(site, start, start + timedelta(minutes=MINUTES), seed=7, anchor=DAY, progress=False)
-    from services.export import open_csv_stream
-    from services.telemetry import make_selector, resolve_columns
-    from services.timeparse import TimeRange
+    from services.telemetry.export import open_csv_stream
+    from services.telemetry.rows import make_selector, resolve_columns
+    from services.telemetry.timerange import TimeRange
 
     store = SiteStore(site)
     sel = make_selector(store, "rack", None, None)
@@ -256,7 +257,7 @@ def test_app_database_unavailable_names_it(faults: FaultEnv) -> None:
 
 def _dump_results(engine: sa.Engine, site_id: int) -> list[str]:
     """Every stored analytics row and job state of a site, as text (byte-for-byte compare)."""
-    from services.analytics import store as st
+    from services.analytics import tables as st
 
     out = []
     with engine.connect() as conn:
@@ -275,9 +276,9 @@ def test_failed_analytics_job_keeps_previous_results(backend: str, tmp_path: Pat
     logged and reported, and the next run completes."""
     from services.analytics import jobs
     from services.analytics import socp as socp_mod
-    from services.portal import Portal
-    from services.registry import Bank, demo_sites
-    from services.settings import load_settings
+    from services.core.portal import Portal
+    from services.core.registry import Bank, demo_sites
+    from services.core.settings import load_settings
 
     base = dataclasses.replace(demo_sites()[0], id=1, banks=(Bank(1, (1,)),), demo_anchor=DAY)
     if backend == "sqlite":
@@ -301,7 +302,7 @@ def test_failed_analytics_job_keeps_previous_results(backend: str, tmp_path: Pat
     before = _dump_results(portal.app_db, 1)
     assert any(line.startswith("analytics_socp_daily:") for line in before)  # the day's totals exist
 
-    def exploding(_frame: Any) -> Any:
+    def exploding(make_frame: Any) -> Any:
         raise RuntimeError("model exploded")
 
     monkeypatch.setattr(socp_mod, "count_positions", exploding)

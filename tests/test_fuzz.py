@@ -106,7 +106,7 @@ CALLERS = (None, "deidentified", "raw", "admin")
 
 @pytest.fixture(scope="module")
 def fuzz_auth_app(fuzz_env: SmallEnv) -> tuple[Any, dict[str, str]]:
-    from services.auth import create_token
+    from services.tokens import create_token
 
     app = make_small_app(fuzz_env, ESS_AUTH="on")
     engine = app.extensions["ess"].app_db

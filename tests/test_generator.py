@@ -18,11 +18,15 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from services import catalogue
-from services import generator as gen
-from services.errors import InvalidQuery
-from services.registry import Bank, Site, demo_sites
-from services.storage import SiteStore
+from services.core import catalogue
+from services.core.errors import InvalidQuery
+from services.core.registry import Bank, Site, demo_sites
+from services.demo.anomalies import ANOMALIES, Anomaly, list_anomalies
+from services.demo.columns import RACK_FAULT_FLAGS, RACK_WARNING_FLAGS
+from services.demo.live import live_rows, newest_timestamp, run_live
+from services.demo.model import _day_plan, lowpass, rack_capacity_ah
+from services.demo.writer import generate_day, iter_frames, unmapped_columns, write_demo
+from services.storage.sitestore import SiteStore
 
 ANCHOR = date(2022, 9, 1)
 SITES = {s.id: s for s in demo_sites()}
@@ -43,9 +47,9 @@ THRESHOLD_FLAGS = {  # flag -> (column, comparison, limit): reference §3.2, str
     "RACK_TEMPERATURE_IMBALANCE_WARNING": ("RACK_CELL_TEMPERATURE_GAP", ">", 20.0),
     "RACK_TEMPERATURE_IMBALANCE_FAULT": ("RACK_CELL_TEMPERATURE_GAP", ">", 25.0),
 }
-WARNINGS = list(gen.RACK_WARNING_FLAGS)
+WARNINGS = list(RACK_WARNING_FLAGS)
 NORMAL_RACK = {1: 1, 2: 1, 3: 3}  # a rack without anomalies in each site's bank 1
-FAULTS = list(gen.RACK_FAULT_FLAGS)
+FAULTS = list(RACK_FAULT_FLAGS)
 
 
 def small(site_id: int, banks: tuple[Bank, ...] = (Bank(1, (1, 2, 3)),)) -> Site:
@@ -55,7 +59,7 @@ def small(site_id: int, banks: tuple[Bank, ...] = (Bank(1, (1, 2, 3)),)) -> Site
 
 @cache
 def day_frames(site_id: int, offset: int, seed: int = 7) -> dict[str, pd.DataFrame]:
-    return gen.generate_day(small(site_id), ANCHOR + timedelta(days=offset), seed=seed, anchor=ANCHOR)
+    return generate_day(small(site_id), ANCHOR + timedelta(days=offset), seed=seed, anchor=ANCHOR)
 
 
 def frames(site_id: int, offset: int) -> dict[str, pd.DataFrame]:
@@ -81,8 +85,8 @@ def compare(values: pd.Series, op: str, limit: float) -> pd.Series:
     return values > limit if op == ">" else values < limit
 
 
-def anomaly(kind: str, site_id: int) -> gen.Anomaly:
-    return next(a for a in gen.ANOMALIES if a.kind == kind and a.site_id in (site_id, 0))
+def anomaly(kind: str, site_id: int) -> Anomaly:
+    return next(a for a in ANOMALIES if a.kind == kind and a.site_id in (site_id, 0))
 
 
 # ----- shape of the frames --------------------------------------------------------------
@@ -100,7 +104,7 @@ def test_columns_are_the_catalogue_columns_in_order(site_id: int) -> None:
         for f in fields:
             kind = frame[f.name].dtype.kind
             assert kind == {"timestamp": "M", "int": "i", "float": "f", "json": "O"}[f.kind], f.name
-    assert gen.unmapped_columns(small(site_id, (Bank(1, (1,)),))) == {"bank": [], "rack": [], "pcs": [], "etc": []}
+    assert unmapped_columns(small(site_id, (Bank(1, (1,)),))) == {"bank": [], "rack": [], "pcs": [], "etc": []}
 
 
 def test_one_row_per_second_per_entity_on_an_ordinary_day() -> None:
@@ -112,7 +116,7 @@ def test_one_row_per_second_per_entity_on_an_ordinary_day() -> None:
 
 def test_rack_rows_are_ordered_by_time_then_bank_then_rack() -> None:
     site = small(2, (Bank(1, (1, 2)), Bank(2, (1, 3))))
-    got = gen.generate_day(site, ANCHOR + timedelta(days=1), anchor=ANCHOR)
+    got = generate_day(site, ANCHOR + timedelta(days=1), anchor=ANCHOR)
     rack = got["rack"]
     head = rack.head(8)
     assert head[["BANK_ID", "RACK_ID"]].to_numpy().tolist() == [[1, 1], [1, 2], [2, 1], [2, 3]] * 2
@@ -146,7 +150,7 @@ def test_rack_voltage_is_cells_times_mean_cell_voltage(site_id: int) -> None:
 @pytest.mark.parametrize("site_id", [1, 2, 3])
 def test_soc_is_coulomb_counting_of_the_reported_current(site_id: int) -> None:
     rack = dedup(frames(site_id, 0)["rack"])
-    ah = gen.rack_capacity_ah(SITES[site_id])
+    ah = rack_capacity_ah(SITES[site_id])
     assert ah == (228.6 if site_id == 2 else 246.0)
     for _, one in rack.groupby("RACK_ID"):
         capacity = ah * one["RACK_SOH"].iloc[0] / 100.0
@@ -174,14 +178,14 @@ def test_pv_shifting_profile() -> None:
 
 def test_cloudy_days_reach_a_lower_soc() -> None:
     site = small(1, (Bank(1, (1,)),))
-    plans = [gen._day_plan(7, 1, ANCHOR + timedelta(days=d), ANCHOR) for d in range(2, 40)]
+    plans = [_day_plan(7, 1, ANCHOR + timedelta(days=d), ANCHOR) for d in range(2, 40)]
     cloudy = [d for d, p in zip(range(2, 40), plans, strict=True) if p.cloudy]
     assert 4 <= len(cloudy) <= 18  # about one day in four
-    assert not any(gen._day_plan(7, 1, ANCHOR + timedelta(d), ANCHOR).cloudy for d in (0, 1))  # anomaly days
-    got = gen.generate_day(site, ANCHOR + timedelta(days=cloudy[0]), anchor=ANCHOR)
+    assert not any(_day_plan(7, 1, ANCHOR + timedelta(d), ANCHOR).cloudy for d in (0, 1))  # anomaly days
+    got = generate_day(site, ANCHOR + timedelta(days=cloudy[0]), anchor=ANCHOR)
     assert 30.0 <= got["rack"]["RACK_SOC"].max() <= 66.0
     etc_cloudy = got["etc"]["INV1_ACTIVE_POWER"].sum()
-    etc_clear = gen.generate_day(site, ANCHOR, anchor=ANCHOR)["etc"]["INV1_ACTIVE_POWER"].sum()
+    etc_clear = generate_day(site, ANCHOR, anchor=ANCHOR)["etc"]["INV1_ACTIVE_POWER"].sum()
     assert etc_cloudy < 0.7 * etc_clear
 
 
@@ -230,8 +234,8 @@ def test_normal_racks_spread_and_temperatures() -> None:
 
 def test_soh_decreases_about_two_percent_a_year() -> None:
     site = small(2, (Bank(1, (1,)),))
-    first = gen.generate_day(site, date(2022, 3, 1), anchor=ANCHOR)["rack"]["RACK_SOH"].iloc[0]
-    later = gen.generate_day(site, date(2024, 3, 1), anchor=ANCHOR)["rack"]["RACK_SOH"].iloc[0]
+    first = generate_day(site, date(2022, 3, 1), anchor=ANCHOR)["rack"]["RACK_SOH"].iloc[0]
+    later = generate_day(site, date(2024, 3, 1), anchor=ANCHOR)["rack"]["RACK_SOH"].iloc[0]
     assert 3.0 <= first - later <= 5.0
     assert first <= 100.0 and first == round(first, 1)
     sohs = frames(2, 0)["rack"].groupby("RACK_ID")["RACK_SOH"].first()
@@ -340,10 +344,10 @@ def test_pv_follows_the_sun_and_rooms_have_sensors() -> None:
 
 def test_same_seed_same_frames_and_another_seed_differs() -> None:
     site = small(3)
-    again = gen.generate_day(site, ANCHOR, seed=7, anchor=ANCHOR)
+    again = generate_day(site, ANCHOR, seed=7, anchor=ANCHOR)
     for comp, frame in day_frames(3, 0).items():
         pd.testing.assert_frame_equal(again[comp], frame)
-    other = gen.generate_day(site, ANCHOR, seed=8, anchor=ANCHOR)
+    other = generate_day(site, ANCHOR, seed=8, anchor=ANCHOR)
     assert not other["rack"]["RACK_MAX_CELL_VOLTAGE"].equals(again["rack"]["RACK_MAX_CELL_VOLTAGE"])
     assert not other["etc"]["SENSOR1_TEMPERATURE"].equals(again["etc"]["SENSOR1_TEMPERATURE"])
 
@@ -352,7 +356,7 @@ def test_a_day_alone_equals_the_same_day_inside_a_range() -> None:
     site = small(1)
     start = datetime.combine(ANCHOR, time(0), tzinfo=TZ)
     parts: dict[str, list[pd.DataFrame]] = {}
-    for comp, frame in gen.iter_frames(site, start, start + timedelta(days=2), anchor=ANCHOR):
+    for comp, frame in iter_frames(site, start, start + timedelta(days=2), anchor=ANCHOR):
         parts.setdefault(comp, []).append(frame)
     assert sorted(parts) == ["bank", "etc", "pcs", "rack"] and all(len(p) == 2 for p in parts.values())
     for comp, (day0, day1) in parts.items():
@@ -361,7 +365,7 @@ def test_a_day_alone_equals_the_same_day_inside_a_range() -> None:
 
 
 def test_a_rack_does_not_depend_on_the_other_racks() -> None:
-    alone = gen.generate_day(small(2, (Bank(1, (2,)),)), ANCHOR + timedelta(days=1), anchor=ANCHOR)["rack"]
+    alone = generate_day(small(2, (Bank(1, (2,)),)), ANCHOR + timedelta(days=1), anchor=ANCHOR)["rack"]
     among = day_frames(2, 1)["rack"]
     pd.testing.assert_frame_equal(alone, among[among["RACK_ID"] == 2].reset_index(drop=True))
 
@@ -369,16 +373,16 @@ def test_a_rack_does_not_depend_on_the_other_racks() -> None:
 def test_iter_frames_slices_half_open_ranges_and_rejects_bad_ones() -> None:
     site = small(3)
     start = datetime(2022, 9, 1, 23, 59, 58, tzinfo=TZ)
-    banks = [f for comp, f in gen.iter_frames(site, start, start + timedelta(seconds=4), anchor=ANCHOR)
+    banks = [f for comp, f in iter_frames(site, start, start + timedelta(seconds=4), anchor=ANCHOR)
              if comp == "bank"]
     assert len(banks) == 2 and [len(b) for b in banks] == [2, 2]
     assert [ts.isoformat() for ts in pd.concat(banks)["TIMESTAMP"].dt.tz_convert(TZ)] == [
         "2022-09-01T23:59:58+09:00", "2022-09-01T23:59:59+09:00", "2022-09-02T00:00:00+09:00",
         "2022-09-02T00:00:01+09:00"]
     with pytest.raises(InvalidQuery):
-        list(gen.iter_frames(site, datetime(2022, 9, 1), datetime(2022, 9, 2)))
+        list(iter_frames(site, datetime(2022, 9, 1), datetime(2022, 9, 2)))
     with pytest.raises(InvalidQuery):
-        list(gen.iter_frames(site, start, start))
+        list(iter_frames(site, start, start))
 
 
 def test_lowpass_is_the_exact_first_order_recursion() -> None:
@@ -391,7 +395,7 @@ def test_lowpass_is_the_exact_first_order_recursion() -> None:
         for n in range(x.shape[1]):
             y = a * y + (1 - a) * x[:, n]
             expected[:, n] = y
-        assert np.allclose(gen.lowpass(x, tau, y0), expected, atol=1e-12)
+        assert np.allclose(lowpass(x, tau, y0), expected, atol=1e-12)
 
 
 # ----- anomalies ------------------------------------------------------------------------
@@ -420,7 +424,7 @@ def test_weak_cell_gap_crosses_the_warning_at_the_end_of_the_charge_on_day_one(s
 
 def test_weak_cell_gap_keeps_growing_to_the_fault_level() -> None:
     site = small(2, (Bank(1, (3,)),))
-    peaks = {d: gen.generate_day(site, ANCHOR + timedelta(days=d), anchor=ANCHOR)["rack"]["RACK_CELL_VOLTAGE_GAP"].max()
+    peaks = {d: generate_day(site, ANCHOR + timedelta(days=d), anchor=ANCHOR)["rack"]["RACK_CELL_VOLTAGE_GAP"].max()
              for d in (3, 6)}
     assert 0.3 < peaks[3] < 0.5 < peaks[6]
 
@@ -497,29 +501,29 @@ def test_missing_seconds_and_the_duplicated_second(site_id: int) -> None:
 
 def test_list_anomalies_gives_absolute_windows_and_a_two_day_demo_holds_them_all() -> None:
     start = datetime.combine(ANCHOR, time(0), tzinfo=TZ)
-    found: set[gen.Anomaly] = set()
+    found: set[Anomaly] = set()
     for site in SITES.values():
-        windows = gen.list_anomalies(site, ANCHOR, start, start + timedelta(days=2))
+        windows = list_anomalies(site, ANCHOR, start, start + timedelta(days=2))
         found |= {w.anomaly for w in windows}
         for w in windows:
             assert w.site_id == site.id and w.start.tzinfo is not None and w.start < w.end
             assert w.start.date() == ANCHOR + timedelta(days=w.anomaly.day_offset)
-    assert found == set(gen.ANOMALIES)
-    comm = gen.list_anomalies(SITES[3], ANCHOR, start, start + timedelta(days=1))
+    assert found == set(ANOMALIES)
+    comm = list_anomalies(SITES[3], ANCHOR, start, start + timedelta(days=1))
     burst = next(w for w in comm if w.anomaly.kind == "communication_fault")
     assert (burst.bank_id, burst.rack_id) == (1, 2)
     assert burst.start == datetime(2022, 9, 1, 18, 0, tzinfo=TZ) and burst.end == datetime(2022, 9, 1, 18, 2, tzinfo=TZ)
-    assert gen.list_anomalies(SITES[1], ANCHOR, start - timedelta(days=3), start) == []
-    assert {w.anomaly.kind for w in gen.list_anomalies(small(1, (Bank(1, (1,)),)), ANCHOR, start,
+    assert list_anomalies(SITES[1], ANCHOR, start - timedelta(days=3), start) == []
+    assert {w.anomaly.kind for w in list_anomalies(small(1, (Bank(1, (1,)),)), ANCHOR, start,
                                                        start + timedelta(days=2))} == {"missing_seconds",
                                                                                       "duplicated_second"}
 
 
 def test_anomaly_table_is_complete() -> None:
-    kinds = {(a.kind, a.site_id) for a in gen.ANOMALIES}
+    kinds = {(a.kind, a.site_id) for a in ANOMALIES}
     assert {("weak_cell", 1), ("weak_cell", 2), ("weak_cell", 3), ("over_temperature", 2), ("over_voltage", 1),
             ("communication_fault", 3), ("missing_seconds", 0), ("duplicated_second", 0)} == kinds
-    for a in gen.ANOMALIES:
+    for a in ANOMALIES:
         assert a.columns and a.outcome and a.start < a.end and a.day_offset in (0, 1)
         assert a.rack_id in (0, 1, 2, 3) and a.bank_id in (0, 1)  # inside the reduced test topology
 
@@ -529,14 +533,14 @@ def test_anomaly_table_is_complete() -> None:
 def test_live_rows_are_the_generated_rows_of_one_second() -> None:
     site = small(2)
     at = datetime(2022, 9, 2, 12, 0, 0, 400_000, tzinfo=TZ)
-    rows = gen.live_rows(site, at, anchor=ANCHOR)
+    rows = live_rows(site, at, anchor=ANCHOR)
     rack = day_frames(2, 1)["rack"]
     expected = rack[rack["TIMESTAMP"] == pd.Timestamp(at.replace(microsecond=0))].reset_index(drop=True)
     pd.testing.assert_frame_equal(rows["rack"], expected)
     assert [len(rows[c]) for c in ("bank", "rack", "pcs", "etc")] == [1, 3, 1, 1]
-    gap = gen.live_rows(site, datetime(2022, 9, 1, 3, 0, 5, tzinfo=TZ), anchor=ANCHOR)
+    gap = live_rows(site, datetime(2022, 9, 1, 3, 0, 5, tzinfo=TZ), anchor=ANCHOR)
     assert all(len(f) == 0 for f in gap.values())
-    assert len(gen.live_rows(site, datetime(2022, 9, 1, 4, 0, tzinfo=TZ), anchor=ANCHOR)["rack"]) == 6
+    assert len(live_rows(site, datetime(2022, 9, 1, 4, 0, tzinfo=TZ), anchor=ANCHOR)["rack"]) == 6
 
 
 def test_run_live_writes_every_new_second_with_an_injected_clock() -> None:
@@ -553,13 +557,13 @@ def test_run_live_writes_every_new_second_with_an_injected_clock() -> None:
         if comp == "etc":
             now[0] += timedelta(seconds=2)
 
-    total = gen.run_live([site], stop, anchor=ANCHOR, write=write, clock=clock, interval_s=0, max_iterations=3,
+    total = run_live([site], stop, anchor=ANCHOR, write=write, clock=clock, interval_s=0, max_iterations=3,
                          start_at={1: datetime(2022, 9, 2, 11, 0, 2, tzinfo=TZ)})
     seconds = sorted({ts for comp, f in written if comp == "bank" for ts in f["TIMESTAMP"]})
     assert [s.tz_convert(TZ).strftime("%H:%M:%S") for s in seconds] == [f"11:00:{s:02d}" for s in range(3, 10)]
     assert total == 7 * (3 + 1 + 1 + 1)
     stop.set()
-    assert gen.run_live([site], stop, write=write, clock=clock, start_at={1: now[0]}) == 0
+    assert run_live([site], stop, write=write, clock=clock, start_at={1: now[0]}) == 0
 
 
 # ----- the write path (SQLite and PostgreSQL) -------------------------------------------
@@ -568,7 +572,7 @@ def test_write_demo_collapses_the_duplicate_and_keeps_the_gap(place_site: Callab
     site = place_site(small(3))
     start = datetime(2022, 9, 1, 2, 59, 50, tzinfo=TZ)
     end = datetime(2022, 9, 1, 4, 0, 5, tzinfo=TZ)
-    results = gen.write_demo(site, start, end, anchor=ANCHOR, progress=False)
+    results = write_demo(site, start, end, anchor=ANCHOR, progress=False)
     seconds = int((end - start).total_seconds()) - 10
     assert results["rack"].rows_in == seconds * 3 + 3 and results["rack"].duplicates == 3
     assert results["rack"].written == seconds * 3
@@ -596,13 +600,13 @@ def test_write_demo_collapses_the_duplicate_and_keeps_the_gap(place_site: Callab
 def test_run_live_appends_after_the_newest_stored_second(place_site: Callable[[Site], Site]) -> None:
     site = place_site(small(2, (Bank(1, (1,)),)))
     start = datetime(2022, 9, 2, 9, 0, tzinfo=TZ)
-    gen.write_demo(site, start, start + timedelta(seconds=30), anchor=ANCHOR, progress=False)
-    assert gen.newest_timestamp(site) == start + timedelta(seconds=29)
+    write_demo(site, start, start + timedelta(seconds=30), anchor=ANCHOR, progress=False)
+    assert newest_timestamp(site) == start + timedelta(seconds=29)
     now = start + timedelta(seconds=33, microseconds=250_000)
-    written = gen.run_live([site], threading.Event(), anchor=ANCHOR, clock=lambda: now, interval_s=0,
+    written = run_live([site], threading.Event(), anchor=ANCHOR, clock=lambda: now, interval_s=0,
                            max_iterations=2)
     assert written == 4 * 4  # seconds 30..33: one bank, one rack, the PCS and the ETC row each
-    assert gen.newest_timestamp(site) == (start + timedelta(seconds=33)).astimezone(UTC)
+    assert newest_timestamp(site) == (start + timedelta(seconds=33)).astimezone(UTC)
     store = SiteStore(site)
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(store.table("pcs"))).scalar() == 34

@@ -1,4 +1,4 @@
-"""Ingestion of CSV and Parquet files (services/ingest.py), on SQLite and PostgreSQL.
+"""Ingestion of CSV and Parquet files (services/ingest/), on SQLite and PostgreSQL.
 
 Files are built in tmp_path from hand-made rows with the catalogue's site-2/3 rack columns
 (58 of them), on a reduced topology: one bank with racks 1 and 2.
@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from services import catalogue
-from services.errors import IngestError
-from services.ingest import IngestReport, get_range, infer_component, ingest_file, ingest_paths
-from services.registry import Bank, Site, demo_sites
-from services.storage import SiteStore
+from services.core import catalogue
+from services.core.errors import IngestError
+from services.core.registry import Bank, Site, demo_sites
+from services.ingest.loader import IngestReport, infer_component, ingest_file, ingest_paths
+from services.ingest.parsing import get_range
+from services.storage.sitestore import SiteStore
 
 RACK_FIELDS = catalogue.get_fields("rack", "site23")
 T0 = datetime(2022, 9, 1, 1, 0, 0, tzinfo=UTC)  # 10:00:00 in Asia/Seoul

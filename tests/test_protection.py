@@ -18,23 +18,18 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from services.appdb import metadata, protection_episode, protection_event, protection_watermark
-from services.generator import ANOMALIES, generate_day, list_anomalies
-from services.protection import (
-    ERROR_CODES,
-    EventFilter,
-    count_levels,
-    evaluate_site,
-    finish_events,
-    group_episodes,
-    judge_bank_rows,
-    judge_rack_rows,
-    list_events,
-    rewind_site,
-)
-from services.protection_map import load_protection_map
-from services.registry import Bank, Site, demo_sites
-from services.storage import SiteStore
+from services.core.appdb import metadata
+from services.core.registry import Bank, Site, demo_sites
+from services.demo.anomalies import ANOMALIES, list_anomalies
+from services.demo.writer import generate_day
+from services.protection.codes import ERROR_CODES
+from services.protection.episodes import group_episodes
+from services.protection.evaluation import evaluate_site, rewind_site
+from services.protection.events import EventFilter, count_levels, list_events
+from services.protection.judging import finish_events, judge_bank_rows, judge_rack_rows
+from services.protection.maps import load_protection_map
+from services.protection.tables import protection_episode, protection_event, protection_watermark
+from services.storage.sitestore import SiteStore
 from tests.conftest import DEMO_DAY, DemoEnv, site_id_for
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -111,7 +106,7 @@ def test_descriptions_carry_value_and_position_in_both_languages() -> None:
 
 
 def test_every_bms_flag_gives_its_code_and_level() -> None:
-    from services.protection import RACK_FLAGS
+    from services.protection.codes import RACK_FLAGS
 
     names = list(RACK_FLAGS)
     frame = rack_rows({name: [1 if j == i else 0 for j in range(len(names))] for i, name in enumerate(names)})
@@ -444,7 +439,7 @@ def plain_events(site: Site) -> Counter[tuple[int, int, str]]:
     for code, x, warning, fault in checks:
         out[(code, 2, "threshold")] += int((x > fault).sum())
         out[(code, 1, "threshold")] += int(((x > warning) & ~(x > fault)).sum())
-    from services.protection import RACK_FLAGS
+    from services.protection.codes import RACK_FLAGS
 
     for flag, (code, level) in RACK_FLAGS.items():
         out[(code, level, "bms")] += int((rack[flag] != 0).sum())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.errors import ConfigError, NotFound
-from services.registry import Bank, demo_sites, format_registry, load_registry
-from services.settings import SETTINGS, format_settings_table, load_settings
+from services.core.errors import ConfigError, NotFound
+from services.core.registry import Bank, demo_sites, format_registry, load_registry
+from services.core.settings import SETTINGS, format_settings_table, load_settings
 
 
 def test_demo_sites_topology() -> None:

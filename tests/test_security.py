@@ -24,10 +24,10 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from services.errors import ConfigError
-from services.i18n import LANGS, normalize_lang
-from services.registry import Site, load_registry
-from services.storage import SiteStore
+from services.core.errors import ConfigError
+from services.core.i18n import LANGS, normalize_lang
+from services.core.registry import Site, load_registry
+from services.storage.sitestore import SiteStore
 from tests.conftest import PG_ADMIN_URL
 from tests.small_env import PG_SITE, SQLITE_SITE, SmallEnv, build_small_env, make_small_app
 
@@ -454,12 +454,12 @@ def test_the_openapi_document_names_the_limits(sec_app: Any) -> None:
 
 @pytest.fixture(scope="module")
 def auth_app(sec_env: SmallEnv, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pytest.importorskip("services.auth")
+    pytest.importorskip("services.tokens")
     return make_small_app(sec_env, ESS_AUTH="on", ESS_APP_DB_URL=f"sqlite:///{tmp_path_factory.mktemp('auth')}/a.db")
 
 
 def test_tokens_never_reach_the_logs(auth_app: Any, caplog: pytest.LogCaptureFixture) -> None:
-    from services.auth import create_token
+    from services.tokens import create_token
 
     token = create_token(auth_app.extensions["ess"].app_db, "log-test", "raw")
     wrong = token[:-4] + "abcd"

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from services import catalogue, storage
-from services.dialect import EpochTime
-from services.errors import ConfigError, NotFound, WriteError
-from services.registry import Bank, Site, demo_sites
-from services.storage import SiteStore, key_columns
+from services.core import catalogue
+from services.core.errors import ConfigError, NotFound, WriteError
+from services.core.registry import Bank, Site, demo_sites
+from services.storage import sitestore
+from services.storage.dialect import EpochTime
+from services.storage.sitestore import SiteStore, key_columns
 
 T0 = pd.Timestamp("2022-09-01 01:00:00", tz="UTC")
 
@@ -138,7 +139,7 @@ def test_missing_table_is_not_found(place_site: Callable[[Site], Site]) -> None:
 def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test through the executemany path and the Arrow bulk path (SQLite)."""
     if request.param == "bulk":
-        monkeypatch.setattr(storage, "BULK_MIN_ROWS", 1)
+        monkeypatch.setattr(sitestore, "BULK_MIN_ROWS", 1)
     return str(request.param)
 
 
@@ -159,7 +160,7 @@ def test_both_sqlite_write_paths_upsert_alike(tmp_path: Path, write_path: str) -
 
 
 def test_bulk_load_rebuilds_indexes(place_site: Callable[[Site], Site], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "BULK_MIN_ROWS", 1)
+    monkeypatch.setattr(sitestore, "BULK_MIN_ROWS", 1)
     store = SiteStore(place_site(small_site2()))
     store.create_schema()
     with store.bulk_load():
@@ -178,8 +179,8 @@ def test_refreshing_rolled_up_minutes_replaces_them(place_site: Callable[[Site],
     minutes in place: the rollup then equals a rollup built from scratch."""
     from datetime import date, time, timedelta
 
-    from services.generator import write_demo
-    from services.rollups import catch_up, refresh_range
+    from services.demo.writer import write_demo
+    from services.storage.rollups import catch_up, refresh_range
 
     base = dataclasses.replace(demo_sites()[0], banks=(Bank(1, (1,)),), demo_anchor=date(2022, 9, 1))
     site = place_site(base)

@@ -211,7 +211,7 @@ def appended_rows(app: Any, demo_env: DemoEnv) -> Iterator[Callable[[int], str]]
         for c, table in tables.items():
             conn.execute(sa.delete(table).where(ts[c] > newest[c]))
     try:
-        from services.protection import rewind_site
+        from services.protection.evaluation import rewind_site
     except ImportError:
         return
     rewind_site(portal.app_db, store.site, first + timedelta(seconds=1))

@@ -124,8 +124,8 @@ def test_live_refresh_reads_one_snapshot(ctx: Any, backend: str) -> None:
 
 
 def test_download_estimate_matches_the_rows(ctx: Any, backend: str, app: Any) -> None:
-    from services.telemetry import count_rows, make_selector
-    from services.timeparse import local_day
+    from services.telemetry.rows import count_rows, make_selector
+    from services.telemetry.timerange import local_day
 
     sid = site_id_for(backend, 3)
     state = ViewState(sid, start=DAY[0], end=DAY[1]).with_extra(types="rack,etc").to_store()
@@ -148,7 +148,7 @@ def test_navigation_is_translated_and_keeps_the_selection(ctx: Any) -> None:
 
 
 def _computed(app: Any, site_id: int, task: str) -> bool:
-    from services.analytics.store import get_state
+    from services.analytics.bookkeeping import get_state
 
     return get_state(app.extensions["ess"].app_db, site_id, task) is not None
 
@@ -168,7 +168,7 @@ def test_safety_and_forecasts_show_results_or_say_not_computed(ctx: Any, app: An
 
 
 def test_alarms_show_events_or_say_not_computed(ctx: Any, app: Any) -> None:
-    from services.protection import get_watermark
+    from services.protection.evaluation import get_watermark
 
     alarms = page("alarms")
     state = ViewState(3, start=DAY[0], end=DAY[1], optional_ids=True).to_store()

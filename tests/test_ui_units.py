@@ -32,13 +32,13 @@ from components.urlstate import (
     parse_view_state,
     parse_zoom,
 )
-from services.catalogue import get_fields
-from services.errors import InvalidQuery
-from services.i18n import LANGS, MESSAGES, get_translator, normalize_lang, translate
-from services.protection_map import Limit
-from services.registry import Bank, Registry, demo_sites
-from services.series import MAX_POINTS, FieldSeries, Series, align_range, choose_width
-from services.timeparse import TimeRange
+from services.core.catalogue import get_fields
+from services.core.errors import InvalidQuery
+from services.core.i18n import LANGS, MESSAGES, get_translator, normalize_lang, translate
+from services.core.registry import Bank, Registry, demo_sites
+from services.protection.maps import Limit
+from services.telemetry.series import MAX_POINTS, FieldSeries, Series, align_range, choose_width
+from services.telemetry.timerange import TimeRange
 
 ROOT = Path(__file__).resolve().parent.parent
 

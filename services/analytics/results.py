@@ -18,11 +18,12 @@ from sqlalchemy.engine import Engine
 
 from services.analytics import exsos as exsos_mod
 from services.analytics import forecast as fc
-from services.analytics import store as st
+from services.analytics import tables as st
+from services.analytics.bookkeeping import get_state
 from services.analytics.sos import FACTOR_NAMES, INPUT_NAMES, LEVELS, SosParameters, sos_parameters
-from services.errors import InvalidQuery, NotFound
-from services.protection_map import load_protection_map
-from services.registry import Site
+from services.core.errors import InvalidQuery, NotFound
+from services.core.registry import Site
+from services.protection.maps import load_protection_map
 
 MAX_ROWS = 100_000
 MAX_SOS_SAMPLES = 1_000_000  # stored 10-s rows one SoS request may aggregate
@@ -90,7 +91,7 @@ def _rows(engine: Engine, stmt: sa.Select[Any], cap: int = MAX_ROWS, what: str =
 
 
 def _version(engine: Engine, site: Site, task: str, part: int = 0) -> str | None:
-    saved = st.get_state(engine, site.id, task)
+    saved = get_state(engine, site.id, task)
     return None if saved is None else saved[1].split(";")[part]
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from services.errors import ConfigError
-from services.protection_map import ProtectionMap
+from services.core.errors import ConfigError
+from services.protection.maps import ProtectionMap
 
 ZETA = 0.8
 UNSAFE_BELOW = ZETA**4  # 0.4096

@@ -1,0 +1,164 @@
+"""The stored analytics the pages show for one selection (site, optionally bank and rack,
+and a range), in the API's shapes. A task that has not run for the site raises
+NotComputed (what: sos, exsos, sol, socp, forecasts), which the pages render once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from services.analytics import results
+from services.analytics.bookkeeping import get_state
+from services.analytics.results import Scope, Window
+from services.core.errors import NotComputed
+from services.core.registry import Site
+from services.storage.dialect import to_epoch
+from services.telemetry.series import choose_width
+from services.telemetry.timerange import TimeRange, local_midnight_epoch
+
+MAX_CHART_POINTS = 1500
+SOCP_LOOKBACK_S = 31 * 86400
+SOS_SUMMARY_S = 600  # the gauges and the overview show the newest 10 minutes analysed
+
+
+@dataclass(frozen=True)
+class SafetySummary:
+    """The lowest rack SoS of a site in the newest 10 minutes analysed."""
+
+    value: float
+    level: str  # safe / warning / unsafe
+    bank: int
+    rack: int
+
+
+def _watermark(engine: Engine, site: Site, task: str, what: str) -> int:
+    """The task's watermark for the site (epoch s); NotComputed when it has not run."""
+    state = get_state(engine, site.id, task)
+    if state is None:
+        raise NotComputed(f"{what} of site {site.id} has not been computed yet (task {task!r} has not run)",
+                          what=what)
+    return state[0]
+
+
+def _window(tr: TimeRange | None, site: Site, what: str) -> Window:
+    """The range as an epoch window; NotComputed without a range (nothing to show)."""
+    if tr is None:
+        raise NotComputed(f"{what} of site {site.id}: no range selected", what=what)
+    return Window(to_epoch(tr.start), to_epoch(tr.end))
+
+
+def get_lowest_sos(engine: Engine, site: Site) -> SafetySummary | None:
+    """The lowest SoS over the site's racks in the newest 10 minutes analysed; None when
+    not computed or nothing was scored."""
+    state = get_state(engine, site.id, "sos")
+    if state is None:
+        return None
+    start = state[0] // SOS_SUMMARY_S * SOS_SUMMARY_S - SOS_SUMMARY_S
+    rows = results.list_sos(engine, Scope(site), Window(start, start + SOS_SUMMARY_S), SOS_SUMMARY_S, start)
+    scored = [r for r in rows if r.get("sos_score") is not None]
+    if not scored:
+        return None
+    worst = min(scored, key=lambda r: r["sos_score"])
+    return SafetySummary(worst["sos_score"], worst["level"], worst["bank_id"], worst["rack_id"])
+
+
+def get_sos(engine: Engine, site: Site, bank: int | None, rack: int | None, tr: TimeRange | None
+            ) -> list[dict[str, Any]]:
+    """SoS rows (worst moment per bucket, seven factors) of the rack, at most ~1500."""
+    _watermark(engine, site, "sos", "sos")
+    window = _window(tr, site, "sos")
+    assert tr is not None
+    resolution = max(10, math.ceil(choose_width(tr.seconds, MAX_CHART_POINTS) / 10) * 10)
+    return list(results.list_sos(engine, Scope(site, bank, rack).check(), window, resolution,
+                                 local_midnight_epoch(tr, site.tz)))
+
+
+def get_rack_sos(engine: Engine, site: Site, bank: int | None, tr: TimeRange | None) -> dict[int, float | None]:
+    """The lowest SoS of each rack of the bank in the last 10 minutes analysed before the
+    end of the range (one gauge per rack)."""
+    watermark = _watermark(engine, site, "sos", "sos")
+    window = _window(tr, site, "sos")
+    assert window.end is not None
+    end = min(window.end, watermark) // SOS_SUMMARY_S * SOS_SUMMARY_S
+    rows = results.list_sos(engine, Scope(site, bank).check(), Window(end - SOS_SUMMARY_S, end), SOS_SUMMARY_S,
+                            end - SOS_SUMMARY_S)
+    out: dict[int, float | None] = dict.fromkeys(site.get_bank(bank or 0).racks)
+    for r in rows:
+        out[int(r["rack_id"])] = r.get("sos_score")
+    return out
+
+
+def get_exsos(engine: Engine, site: Site, bank: int | None, rack: int | None, tr: TimeRange | None
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """ExSoS rows of the rack (mode 2) and the membership curves of the site's map."""
+    _watermark(engine, site, "sos", "exsos")
+    window = _window(tr, site, "exsos")
+    rows = results.list_exsos(engine, Scope(site, bank, rack).check(), 2, window)
+    curves = results.static_chart_data(results.get_sos_parameters(site), None, "ExSoS")["results"]
+    return rows, curves
+
+
+def get_sol(engine: Engine, site: Site, bank: int | None) -> tuple[list[dict[str, Any]], date | None, date | None]:
+    """SoL rows of the bank (observed and forecast), the last observed day, end of life."""
+    _watermark(engine, site, "sol", "sol")
+    scope = Scope(site, bank).check()
+    rows = results.list_sol(engine, scope, None, None)
+    if not rows:
+        return rows, None, None
+    summary = results.get_sol_summary(engine, scope)
+    observed = [r["date"] for r in rows if r.get("observed")]
+    eol = summary.get("end_of_life_date")
+    return (rows, date.fromisoformat(observed[-1]) if observed else None,
+            date.fromisoformat(eol) if eol else None)
+
+
+def get_socp(engine: Engine, site: Site, bank: int | None, rack: int | None, tr: TimeRange | None, period: int,
+             status: int) -> tuple[dict[int, dict[int, int]], int, list[int], str | None]:
+    """SoCP of the newest complete day up to the end of the range (looking back at most
+    SOCP_LOOKBACK_S) for a period and charge status: counts (band index -> cell -> n),
+    cells per rack, flagged cells, the day."""
+    _watermark(engine, site, "daily", "socp")
+    end = None if tr is None else to_epoch(tr.end)
+    window = Window(None if end is None else end - SOCP_LOOKBACK_S, end)  # the newest complete day
+    rows = results.list_socp(engine, Scope(site, bank, rack).check(), window, period, status, None)
+    if not rows:
+        return {}, site.cells_per_rack, [], None
+    newest = max(r["time"] for r in rows)
+    counts: dict[int, dict[int, int]] = {}
+    flagged: set[int] = set()
+    for r in rows:
+        if r["time"] != newest:
+            continue
+        cells = r["value"] or {}
+        counts[int(r["soc_range"]) // 10] = {int(cell): int(v.get("count", 0)) for cell, v in cells.items()}
+        flagged.update(int(x) for x in r.get("flagged_cells") or [])
+    return counts, site.cells_per_rack, sorted(flagged), newest[:10]
+
+
+def get_forecasts(engine: Engine, site: Site, bank: int | None, rack: int | None, tr: TimeRange | None,
+                  target: str) -> dict[str, Any]:
+    """10-minute forecasts of one target of the rack issued in the range, each model's
+    backtest MAE/RMSE over the same issues, and the best model."""
+    _watermark(engine, site, "forecast", "forecasts")
+    window = _window(tr, site, "forecasts")
+    scope = Scope(site, bank, rack).check()
+    rows = results.list_forecasts(engine, scope, target, window)
+    metrics = results.forecast_accuracy(engine, scope, [target], window)
+    accuracy = {m["model"]: m for m in metrics}
+    best = next((m["model"] for m in metrics if m.get("default")), None)
+    return {"rows": rows, "accuracy": accuracy, "best": best}
+
+
+def get_day_ahead(engine: Engine, site: Site, bank: int | None, rack: int | None, tr: TimeRange | None
+                  ) -> dict[str, Any]:
+    """The newest 1-day max-cell-voltage forecast issued in the range (or the day before)."""
+    _watermark(engine, site, "forecast_1d", "forecasts")
+    window = _window(tr, site, "forecasts")
+    assert window.start is not None
+    rows = results.list_forecasts_1d(engine, Scope(site, bank, rack).check(), Window(window.start - 86400,
+                                                                                      window.end))
+    return {"row": rows[-1] if rows else None}
