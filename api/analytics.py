@@ -19,7 +19,7 @@ from services.analytics.results import ACCURACY_TARGETS, Scope, Window
 from services.analytics.socp import PERIODS
 from services.core.errors import InvalidQuery
 from services.core.registry import Site
-from services.telemetry.timerange import TimeRange, local_day, parse_bucket_width, parse_date, parse_time
+from services.telemetry.timerange import TimeRange, local_day, parse_bounds, parse_bucket_width, parse_date
 
 bp = Blueprint("ess_analytics", __name__)
 S = "/api/ess/stats"
@@ -60,22 +60,10 @@ def _site(site_id: int) -> Site:
 
 def _window(site: Site) -> Window:
     """`date`, or optional `start-time`/`end-time` (an open side is unbounded)."""
-    args = request.args
-    if "date" in args:
-        if "start-time" in args or "end-time" in args:
-            raise InvalidQuery("date: use either date or start-time/end-time, not both", code="invalid_parameter",
-                               invalid_params=[{"name": "date", "reason": "given with start-time/end-time"}])
-        tr = local_day(parse_date(args["date"], "date"), site.tz)
-        start, end = tr.start, tr.end
-    else:
-        start = parse_time(args["start-time"], site.tz, "start-time") if "start-time" in args else None
-        end = parse_time(args["end-time"], site.tz, "end-time") if "end-time" in args else None
-        if start is not None and end is not None and start >= end:
-            raise InvalidQuery("end-time must be later than start-time", code="invalid_parameter",
-                               invalid_params=[{"name": "end-time", "reason": "must be later than start-time"}])
-    if end is not None:
-        note_range(TimeRange(start or end, end))
-    return Window(None if start is None else int(start.timestamp()), None if end is None else int(end.timestamp()))
+    bounds = parse_bounds(request.args, site.tz)
+    if bounds.end is not None:
+        note_range(TimeRange(bounds.start or bounds.end, bounds.end))
+    return Window.of(bounds)
 
 
 def _dates(site: Site) -> tuple[date | None, date | None]:

@@ -12,7 +12,7 @@ from api.telemetry import list_rows
 from services.telemetry.deid import DeidNaming, make_naming
 from services.telemetry.export import csv_filename, open_csv_stream
 from services.telemetry.rows import Selector, make_selector
-from services.telemetry.timerange import resolve_range
+from services.telemetry.timerange import parse_range
 
 bp = Blueprint("ess_deid", __name__)
 BASE = "/api/ess/di/operating-sites/{site}"
@@ -65,7 +65,7 @@ def di_etc_rows(site: int) -> Response:
        tag="de-identified data", params=DI_DOWNLOAD_PARAMS, content_type="text/csv")
 def di_download(site: int, data_type: str) -> Response:
     sel = download_selector(site, data_type)
-    tr = resolve_range(request.args, sel.site.tz)
+    tr = parse_range(request.args, sel.site.tz)
     assert tr is not None
     naming = _naming(sel)
     columns = naming.resolve(sel, request.args.get("fields"), None)

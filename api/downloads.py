@@ -13,7 +13,7 @@ from services.core.errors import InvalidQuery, NotFound
 from services.core.registry import COMPONENTS
 from services.telemetry.export import csv_filename, open_csv_stream
 from services.telemetry.rows import Selector, make_selector, resolve_columns
-from services.telemetry.timerange import resolve_range
+from services.telemetry.timerange import parse_range
 
 bp = Blueprint("ess_downloads", __name__)
 
@@ -25,7 +25,7 @@ DOWNLOAD_PARAMS = (P_DATE, P_START, P_END, P_FIELDS, Param("bank-id", "Only this
        tag="downloads", params=DOWNLOAD_PARAMS, content_type="text/csv")
 def download(site: int, data_type: str) -> Response:
     sel = download_selector(site, data_type)
-    tr = resolve_range(request.args, sel.site.tz)
+    tr = parse_range(request.args, sel.site.tz)
     assert tr is not None
     columns = resolve_columns(sel, request.args.get("fields"), None)
     return csv_response(open_csv_stream(sel, tr, columns), csv_filename(sel.site, data_type, tr))

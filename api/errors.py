@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
-from services.core.errors import EssError
+from services.core.errors import EssError, site_unavailable
 from services.storage.engines import database_url_of
 
 try:
@@ -88,7 +88,7 @@ def unavailable_problem(exc: BaseException) -> Response:
         site = ids[0] if len(ids) == 1 else site
     log_outage(f"site {site}", "database of site %s unreachable on %s: %s", site if site is not None else "?",
                request.path, _first_line(exc))
-    detail = f"site {site} database is unreachable" if site is not None else "a site database is unreachable"
+    detail = site_unavailable(site).detail if site is not None else "a site database is unreachable"
     return problem_response(503, "Service unavailable", detail, "database_unavailable")
 
 

@@ -4,7 +4,6 @@ and level, alarm episodes and the map in force. Adapters over services.protectio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -28,7 +27,7 @@ from services.protection.events import (
 from services.protection.reads import read_episodes, read_events, read_level_counts
 from services.storage.dialect import to_epoch
 from services.telemetry.rows import Cursor
-from services.telemetry.timerange import TimeRange, parse_bucket_width, parse_time, resolve_range
+from services.telemetry.timerange import TimeRange, parse_bucket_width, parse_range
 
 bp = Blueprint("ess_protection", __name__)
 BASE = "/api/ess-feature/protectionmap"
@@ -70,17 +69,6 @@ def _optional_int(args: Mapping[str, str], name: str) -> int | None:
     if args.get(name) in (None, ""):
         return None
     return get_int(args, name, 0, -(2**31), 2**31 - 1)
-
-
-def _range(args: Mapping[str, str], tz: ZoneInfo, allow_time: bool) -> TimeRange | None:
-    """`time` (one second) or `date` / `start-time` + `end-time`; none of them: no bound."""
-    if allow_time and "time" in args:
-        if any(k in args for k in ("start-time", "end-time", "date")):
-            raise InvalidQuery("use either time or start-time/end-time, not both", code="invalid_parameter",
-                               invalid_params=[{"name": "time", "reason": "not with start-time/end-time"}])
-        at = parse_time(args["time"], tz, "time").replace(microsecond=0)
-        return TimeRange(at, at + timedelta(seconds=1))
-    return resolve_range(args, tz, required=False)
 
 
 def _filter(args: Mapping[str, str], site: Site | None, tr: TimeRange | None) -> EventFilter:
@@ -130,7 +118,7 @@ def all_events() -> Response:
     sites = portal.registry.sites
     zones = {s.timezone for s in sites}
     tz = sites[0].tz if len(zones) == 1 else ZoneInfo("UTC")  # naive times: the shared zone
-    tr = _range(request.args, tz, allow_time=True)
+    tr = parse_range(request.args, tz, required=False, instant=True)
     f = _filter(request.args, None, tr)
     _note(tr)
     return _envelope(read_events(portal, f, **_paging(request.args)))
@@ -140,7 +128,7 @@ def all_events() -> Response:
        tag="protection map", params=EVENT_PARAMS)
 def site_events(site: int) -> Response:
     portal, one = get_portal(), _site(site)
-    tr = _range(request.args, one.tz, allow_time=True)
+    tr = parse_range(request.args, one.tz, required=False, instant=True)
     f = _filter(request.args, one, tr)
     _note(tr)
     return _envelope(read_events(portal, f, **_paging(request.args)))
@@ -155,7 +143,7 @@ def log_level_count(site: int) -> Response:
         raise InvalidQuery("time-bucket-width is required (e.g. 1days)", code="missing_parameter",
                            invalid_params=[{"name": "time-bucket-width", "reason": "required"}])
     width = parse_bucket_width(args["time-bucket-width"])
-    tr = resolve_range(args, one.tz)
+    tr = parse_range(args, one.tz)
     assert tr is not None
     per = args.get("count", "samples")
     if per not in ("samples", "episodes"):
@@ -171,7 +159,7 @@ def log_level_count(site: int) -> Response:
                "duration, peak value, sample count, open flag.", tag="protection map", params=EPISODE_PARAMS)
 def episodes(site: int) -> Response:
     portal, one, args = get_portal(), _site(site), request.args
-    tr = _range(args, one.tz, allow_time=False)
+    tr = parse_range(args, one.tz, required=False)
     f = _filter(args, one, tr)
     is_open = _boolean(args, "open")
     _note(tr)

@@ -11,7 +11,7 @@ from api.spec import P_END, P_START, Param, route
 from services.core.errors import InvalidQuery
 from services.telemetry.rows import Selector, make_selector, resolve_columns
 from services.telemetry.stats import StatsQuery, bucket_stats, parse_aggs
-from services.telemetry.timerange import parse_bucket_width, resolve_range
+from services.telemetry.timerange import parse_bucket_width, parse_range
 
 bp = Blueprint("ess_stats_routes", __name__)
 BASE = "/api/ess/operating-sites/{site}"
@@ -34,7 +34,7 @@ def _width() -> int:
 
 def _stats(sel: Selector, fields: str, aggs: str, allow_date: bool) -> list[dict[str, object]]:
     width = _width()
-    tr = resolve_range(request.args, sel.site.tz, allow_date=allow_date)
+    tr = parse_range(request.args, sel.site.tz, date=allow_date)
     assert tr is not None
     note_range(tr)
     columns = tuple(resolve_columns(sel, fields))

@@ -26,7 +26,7 @@ from services.telemetry.rows import (
     resolve_columns,
 )
 from services.telemetry.snapshot import get_snapshot
-from services.telemetry.timerange import resolve_range
+from services.telemetry.timerange import parse_range
 
 bp = Blueprint("ess_telemetry", __name__)
 BASE = "/api/ess/operating-sites/{site}"
@@ -54,7 +54,7 @@ def list_rows(sel: Selector, resolve: ColumnResolver = resolve_columns, rename: 
     de-identified routes publish other column names through the same query and paging."""
     args = request.args
     columns = resolve(sel, args.get("fields"), args.get("omit"))
-    tr = resolve_range(args, sel.site.tz)
+    tr = parse_range(args, sel.site.tz)
     assert tr is not None
     note_range(tr)
     if "no_page" in args:

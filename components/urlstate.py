@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from services.core.errors import InvalidQuery
 from services.core.registry import COMPONENTS, Bank, Registry, Site
-from services.telemetry.timerange import TimeRange, parse_time
+from services.telemetry.timerange import TimeRange, parse_range, parse_time
 
 QUICK_SPANS: dict[str, int] = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 DEFAULT_SPAN = "24h"
@@ -188,10 +188,10 @@ def normalize_state(state: ViewState, registry: Registry) -> ViewState:
 
 
 def get_time_range(state: ViewState, site: Site) -> TimeRange | None:
-    """The state's range as UTC, or None when the URL gives none (InvalidQuery if bad)."""
-    if not state.start or not state.end:
-        return None
-    return TimeRange(parse_time(state.start, site.tz, "start"), parse_time(state.end, site.tz, "end"))
+    """The state's range as UTC through the routes' one parser (`start`/`end`, site-local),
+    or None when the URL gives none (InvalidQuery if bad)."""
+    given = {name: value for name, value in (("start", state.start), ("end", state.end)) if value}
+    return parse_range(given, site.tz, required=False, date=False, names=("start", "end"))
 
 
 def make_quick_range(span: str, newest: datetime, site: Site) -> tuple[str, str]:

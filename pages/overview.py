@@ -14,7 +14,7 @@ from components.sites import make_site_card, make_site_grid
 from pages._selection import get_portal
 from services.analytics.summaries import get_lowest_sos
 from services.core.access import may_read_raw
-from services.core.errors import EssError, Unavailable
+from services.core.errors import EssError, Unavailable, site_unavailable
 from services.core.i18n import get_translator
 from services.core.portal import Portal
 from services.protection.reads import get_open_episodes
@@ -62,7 +62,7 @@ def update_cards(data: dict[str, Any], lang: str) -> tuple[Any, Any]:
         for s in sites:
             try:
                 if s.get("unavailable"):
-                    raise Unavailable(f"site {s['id']} database is unreachable", code="database_unavailable")
+                    raise site_unavailable(s['id'])
                 cards.append(make_site_card(s, view(get_snapshot(portal.store(s["id"]))), now, lang,
                                             safety=get_lowest_sos(portal.app_db, portal.registry.get_site(s["id"])),
                                             episodes=get_open_episodes(portal, s["id"]),

@@ -16,7 +16,7 @@ from services.core.registry import Site
 from services.demo.writer import generate_day
 from services.telemetry.rows import make_selector, resolve_columns
 from services.telemetry.stats import StatsQuery, bucket_stats
-from services.telemetry.timerange import resolve_range
+from services.telemetry.timerange import parse_range
 from tests.conftest import DEMO_DAY, DemoEnv, site_id_for
 
 DAY = pd.Timestamp(DEMO_DAY).date()
@@ -247,7 +247,7 @@ def test_rollups_and_raw_rows_agree(client: Any, demo_env: DemoEnv, sid: Any) ->
     site = demo_env.sites[sid(2)]
     store = client.application.extensions["ess"].store(site.id)
     sel = make_selector(store, "rack", 1)
-    tr = resolve_range({"start-time": "2022-09-01T10:00", "end-time": "2022-09-01T12:00"}, site.tz)
+    tr = parse_range({"start-time": "2022-09-01T10:00", "end-time": "2022-09-01T12:00"}, site.tz)
     assert tr is not None
     fields = tuple(resolve_columns(sel, "rack_soc,rack_max_cell_voltage"))
     aggs = ("avg", "min", "max", "count", "first", "last", "sum")

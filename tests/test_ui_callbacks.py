@@ -11,6 +11,7 @@ from typing import Any
 import plotly.io as pio
 import pytest
 
+from components.links import make_stats_url
 from components.urlstate import ViewState
 from tests.conftest import DemoEnv, site_id_for
 
@@ -82,6 +83,27 @@ def test_explorer_short_range_is_raw_and_the_table_matches_the_api(ctx: Any, cli
                      "rack_max_cell_voltage&start-time=2022-09-01T10:00&end-time=2022-09-01T10:10&page_size=25"
                      "&page=2").get_json()
     assert data == api["results"]
+
+
+def test_explorer_chart_equals_the_api_link_it_shows(ctx: Any, client: Any, backend: str) -> None:
+    """Issue 12: over a range that does not start on a bucket edge (05:00:13-19:59:47, 60 s
+    buckets) the chart widened its range to whole minutes and its first bucket read
+    3.400783333 while the stats link beside it read 3.400787234. Both are now the mean of
+    exactly the requested seconds."""
+    explorer = page("explorer")
+    sid = site_id_for(backend, 1)
+    view = ViewState(sid, 1, 1, "rack", ("rack_max_cell_voltage",), "2022-09-01T05:00:13", "2022-09-01T19:59:47")
+    fig, caption, alert = explorer.update_chart(view.to_store(), "en")
+    assert alert is None and "900 buckets of 1 min" in caption
+    link = make_stats_url(view, view.fields, 60)
+    assert link in text_of(explorer.make_links(view, "en", False, ""))
+    api = client.get(link).get_json()
+    mean = fig.data[2]
+    chart = dict(zip(mean.x, mean.y, strict=True))
+    assert {r["time"][:19]: r["avg_rack_max_cell_voltage"] for r in api} == chart
+    first = {1: 3.400787234, 101: 3.40193617}[sid]  # the mean of 05:00:13-05:00:59 (site 101: other seeds)
+    assert api[0]["avg_rack_max_cell_voltage"] == chart["2022-09-01T05:00:00"] == first
+    assert (api[0]["time"][:19], api[-1]["time"][:19]) == ("2022-09-01T05:00:00", "2022-09-01T19:59:00")
 
 
 @pytest.mark.parametrize("state,code", [

@@ -24,6 +24,8 @@ from services.analytics.sos import FACTOR_NAMES, INPUT_NAMES, LEVELS, SosParamet
 from services.core.errors import InvalidQuery, NotFound
 from services.core.registry import Site
 from services.protection.maps import load_protection_map
+from services.storage.dialect import to_epoch
+from services.telemetry.timerange import Bounds
 
 MAX_ROWS = 100_000
 MAX_SOS_SAMPLES = 1_000_000  # stored 10-s rows one SoS request may aggregate
@@ -63,6 +65,12 @@ class Window:
 
     start: int | None = None
     end: int | None = None
+
+    @classmethod
+    def of(cls, bounds: Bounds) -> Window:
+        """The epoch window of parsed bounds (an open side stays open)."""
+        return cls(None if bounds.start is None else to_epoch(bounds.start),
+                   None if bounds.end is None else to_epoch(bounds.end))
 
     def where(self, column: sa.ColumnElement[Any]) -> list[Any]:
         conds = []

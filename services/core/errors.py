@@ -77,3 +77,8 @@ class NotComputed(EssError):
     status: int = 404
     title: str = "Not computed yet"
     what: str = ""
+
+
+def site_unavailable(site_id: int | str) -> Unavailable:
+    """The one error for a site database that cannot be reached (503 naming the site)."""
+    return Unavailable(f"site {site_id} database is unreachable", code="database_unavailable")

@@ -20,7 +20,7 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
 from services.core import catalogue
-from services.core.errors import ConfigError, NotFound, Unavailable, WriteError
+from services.core.errors import ConfigError, NotFound, WriteError, site_unavailable
 from services.core.registry import COMPONENTS, Site
 from services.storage.dialect import EpochTime, time_type
 from services.storage.engines import get_engine
@@ -156,7 +156,7 @@ class SiteStore:
                 raise NotFound(f"site {self.site.id}: table {name!r} does not exist "
                                "(run `flask --app app ess create-schema`)", code="table_missing") from None
             except sa.exc.OperationalError as exc:
-                raise Unavailable(f"site {self.site.id} database is unreachable", code="database_unavailable") from exc
+                raise site_unavailable(self.site.id) from exc
             ts = _find(table, "TIMESTAMP")
             if self.dialect == "sqlite" and isinstance(ts.type, sa.Integer):
                 ts.type = EpochTime()

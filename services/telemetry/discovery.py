@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.core.errors import NotFound, Unavailable
+from services.core.errors import NotFound, Unavailable, site_unavailable
 from services.core.portal import Portal
 from services.core.registry import COMPONENTS, Site
 from services.storage.sitestore import SiteStore
@@ -22,7 +22,7 @@ def get_time_span(store: SiteStore, component: str) -> tuple[datetime | None, da
             first = conn.execute(sa.select(ts).order_by(ts.asc()).limit(1)).scalar()
             last = conn.execute(sa.select(ts).order_by(ts.desc()).limit(1)).scalar()
     except sa.exc.OperationalError as exc:
-        raise Unavailable(f"site {store.site.id} database is unreachable", code="database_unavailable") from exc
+        raise site_unavailable(store.site.id) from exc
     return first, last
 
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from services.core.errors import Unavailable
+from services.core.errors import site_unavailable
 from services.core.registry import Site
 from services.telemetry.rows import Selector, key_order, where_clause
 from services.telemetry.timerange import TimeRange
@@ -119,7 +119,7 @@ def open_csv_stream(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[An
     except StopIteration:
         first = b""
     except sa.exc.OperationalError as exc:
-        raise Unavailable(f"site {sel.site.id} database is unreachable", code="database_unavailable") from exc
+        raise site_unavailable(sel.site.id) from exc
     return _CsvBody(first, chunks, sel)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.core.errors import InvalidQuery, NotFound, Unavailable
+from services.core.errors import InvalidQuery, NotFound, site_unavailable
 from services.core.registry import Site
 from services.storage.dialect import from_epoch, to_epoch
 from services.storage.sitestore import SiteStore
@@ -132,7 +132,7 @@ def _run(sel: Selector, stmt: sa.Executable, conn: sa.Connection | None = None) 
         with sel.store.engine.connect() as own:
             return list(own.execute(stmt).all())
     except sa.exc.OperationalError as exc:
-        raise Unavailable(f"site {sel.site.id} database is unreachable", code="database_unavailable") from exc
+        raise site_unavailable(sel.site.id) from exc
 
 
 def count_rows(sel: Selector, tr: TimeRange) -> int:

@@ -70,7 +70,8 @@ def choose_width(seconds: int, max_points: int = MAX_POINTS) -> int:
 
 
 def align_range(tr: TimeRange, width_s: int) -> TimeRange:
-    """Widen to whole minutes when the width is whole minutes (the rollup path)."""
+    """Widen to whole minutes when the width is whole minutes: the rollups' span, for
+    estimates only (charts ask bucket_stats for the range itself)."""
     if width_s % 60:
         return tr
     start = to_epoch(tr.start) // 60 * 60
@@ -107,7 +108,7 @@ def _with_gaps(rows: list[dict[str, Any]], width_s: int) -> list[dict[str, Any] 
 
 def _bucket_series(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[Any]],
                    width_s: int) -> list[FieldSeries]:
-    rows = bucket_stats(StatsQuery(sel, align_range(tr, width_s), width_s, tuple(columns), ("min", "max", "avg")))
+    rows = bucket_stats(StatsQuery(sel, tr, width_s, tuple(columns), ("min", "max", "avg")))
     gapped = [r for r in _with_gaps(rows, width_s) if r is not None]
     times = [_wall(r["time"]) for r in gapped]
     out = []

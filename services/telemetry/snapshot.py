@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.core.errors import NotFound, Unavailable
+from services.core.errors import NotFound, site_unavailable
 from services.storage.sitestore import SiteStore
 from services.telemetry.rows import fetch_latest, make_selector, resolve_columns
 
@@ -35,4 +35,4 @@ def get_snapshot(store: SiteStore) -> dict[str, Any]:
                 "etc": latest("etc") if "etc" in site.tables else None,
             }
     except sa.exc.OperationalError as exc:
-        raise Unavailable(f"site {site.id} database is unreachable", code="database_unavailable") from exc
+        raise site_unavailable(site.id) from exc

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.core.errors import InvalidQuery, Unavailable
+from services.core.errors import InvalidQuery, site_unavailable
 from services.storage.dialect import bucket_epoch_expr, from_epoch, to_epoch
 from services.storage.rollups import catch_up
 from services.telemetry.rows import Selector, where_clause
@@ -64,21 +64,27 @@ def numeric_fields(q_fields: Sequence[sa.Column[Any]]) -> None:
 
 
 def bucket_stats(q: StatsQuery) -> list[dict[str, Any]]:
-    """One row per non-empty bucket, ascending: {"time": local ISO, "<agg>_<field>": v}."""
+    """One row per non-empty bucket, ascending: {"time": local ISO, "<agg>_<field>": v}.
+
+    Every bucket covers exactly its part of [start, end), wherever the range starts: the
+    buckets the per-minute rollups can serve exactly come from them, the first and last
+    bucket of a range that does not start or end on a whole minute from the raw rows. So a
+    chart and the API link it shows return the same numbers."""
     numeric_fields(q.fields)
     check_bucket_count(q.tr, q.width_s)
     origin = local_midnight_epoch(q.tr, q.sel.site.tz)
-    minute_aligned = (q.use_rollups and q.width_s % 60 == 0 and origin % 60 == 0 and to_epoch(q.tr.start) % 60 == 0
-                      and to_epoch(q.tr.end) % 60 == 0)
     try:
-        rollup = catch_up(q.sel.store, q.sel.component) if minute_aligned else None
+        rollup = catch_up(q.sel.store, q.sel.component) if q.use_rollups and q.width_s % 60 == 0 else None
         if rollup is not None and any(f"{f.name}__sum" not in rollup.c for f in q.fields):
             rollup = None  # a flag or counter: not rolled up, read the raw rows
-        stmt = _select(q, origin, rollup)
+        rows: list[Any] = []
         with q.sel.store.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
+            for lo, hi, rolled in _spans(to_epoch(q.tr.start), to_epoch(q.tr.end), origin, q.width_s,
+                                         rollup is not None):
+                part = TimeRange(from_epoch(lo), from_epoch(hi))
+                rows += conn.execute(_select(q, part, origin, rollup if rolled else None)).all()
     except sa.exc.OperationalError as exc:
-        raise Unavailable(f"site {q.sel.site.id} database is unreachable", code="database_unavailable") from exc
+        raise site_unavailable(q.sel.site.id) from exc
     tz = q.sel.site.tz
     out = []
     for row in rows:
@@ -93,22 +99,37 @@ def bucket_stats(q: StatsQuery) -> list[dict[str, Any]]:
     return out
 
 
+def _spans(start: int, end: int, origin: int, width_s: int, rollups: bool) -> list[tuple[int, int, bool]]:
+    """[lo, hi, from rollups] parts of [start, end), split only at bucket edges so that no
+    bucket mixes the two sources: whole minutes from the rollups, an edge bucket that
+    starts or ends inside a minute from the raw rows."""
+    if not rollups or origin % 60:
+        return [(start, end, False)]
+    first_edge = origin + -(-(start - origin) // width_s) * width_s  # bucket edges are whole minutes here
+    last_edge = origin + (end - origin) // width_s * width_s
+    lo = start if start % 60 == 0 else first_edge
+    hi = end if end % 60 == 0 else last_edge
+    if lo >= hi:
+        return [(start, end, False)]
+    return [s for s in ((start, lo, False), (lo, hi, True), (hi, end, False)) if s[0] < s[1]]
+
+
 def _labels(q: StatsQuery) -> list[tuple[str, sa.Column[Any]]]:
     return [(a, f) for f in q.fields for a in q.aggs]
 
 
-def _select(q: StatsQuery, origin: int, rollup: sa.Table | None) -> sa.Select[Any]:
-    """SELECT bucket, aggregates ... GROUP BY bucket, from rollups or raw rows."""
+def _select(q: StatsQuery, tr: TimeRange, origin: int, rollup: sa.Table | None) -> sa.Select[Any]:
+    """SELECT bucket, aggregates ... GROUP BY bucket over `tr`, from rollups or raw rows."""
     store, dialect = q.sel.store, q.sel.store.dialect
     raw = store.table(q.sel.component)
     if rollup is not None:
         time_col = rollup.c.bucket
-        conds = [time_col >= _bind(store, q.tr.start), time_col < _bind(store, q.tr.end)]
+        conds = [time_col >= _bind(store, tr.start), time_col < _bind(store, tr.end)]
         conds += [rollup.c[c.name] == v for c, v in _id_filters(q.sel, raw)]
         source: Any = rollup
     else:
         time_col = next(c for c in raw.columns if c.name.upper() == "TIMESTAMP")
-        conds = where_clause(q.sel, raw, q.tr)
+        conds = where_clause(q.sel, raw, tr)
         source = raw
     bucket = bucket_epoch_expr(time_col, dialect, q.width_s, origin).label("b")
     needs_window = any(a in ("first", "last") for a in q.aggs)

@@ -86,35 +86,66 @@ def local_day(day: date, tz: ZoneInfo) -> TimeRange:
     return TimeRange(start.astimezone(UTC), end.astimezone(UTC))
 
 
-def resolve_range(args: Mapping[str, str], tz: ZoneInfo, *, allow_date: bool = True,
-                  required: bool = True) -> TimeRange | None:
-    """The [start, end) asked for by `date` or `start-time` + `end-time`.
+@dataclass(frozen=True)
+class Bounds:
+    """[start, end) in UTC where either side may be open (None)."""
 
-    Both forms together, one bound without the other, or start >= end are 400s.
+    start: datetime | None
+    end: datetime | None
+
+
+RANGE_NAMES = ("start-time", "end-time")
+
+
+def parse_bounds(args: Mapping[str, str], tz: ZoneInfo, *, date: bool = True, instant: bool = False,
+                 names: tuple[str, str] = RANGE_NAMES) -> Bounds:
+    """The one range parser: `time` (one second, with `instant`), `date` (a whole local day,
+    with `date`), or `start-time` and/or `end-time`. Bounds are rounded up to the whole
+    second (rows sit on whole seconds, so the same rows, exactly, on both databases).
+
+    Two forms together or start >= end are 400s; a side not given stays open.
     """
-    has_date = "date" in args and allow_date
-    has_start, has_end = "start-time" in args, "end-time" in args
-    if has_date and (has_start or has_end):
-        raise _bad("date", "use either date or start-time/end-time, not both")
-    if has_date:
-        return local_day(parse_date(args["date"], "date"), tz)
-    if not has_start and not has_end:
-        if not required:
-            return None
-        need = "date or start-time and end-time" if allow_date else "start-time and end-time"
-        raise InvalidQuery(f"a time range is required: give {need}", code="missing_parameter",
-                           invalid_params=[{"name": "start-time", "reason": "required"},
-                                           {"name": "end-time", "reason": "required"}])
-    for name, present in (("start-time", has_start), ("end-time", has_end)):
-        if not present:
-            raise InvalidQuery(f"{name} is required with {'end-time' if name == 'start-time' else 'start-time'}",
-                               code="missing_parameter", invalid_params=[{"name": name, "reason": "required"}])
-    start = _ceil_second(parse_time(args["start-time"], tz, "start-time"))
-    end = _ceil_second(parse_time(args["end-time"], tz, "end-time"))
-    if start >= end:
-        raise _bad("end-time", "must be later than start-time",
-                   f"end-time ({args['end-time']}) must be later than start-time ({args['start-time']})")
-    return TimeRange(start, end)
+    first, last = names
+    has_start, has_end = first in args, last in args
+    if instant and "time" in args:
+        if has_start or has_end or "date" in args:
+            raise InvalidQuery(f"use either time or {first}/{last}, not both", code="invalid_parameter",
+                               invalid_params=[{"name": "time", "reason": f"not with {first}/{last}"}])
+        at = parse_time(args["time"], tz, "time").replace(microsecond=0)
+        return Bounds(at, at + timedelta(seconds=1))
+    if date and "date" in args:
+        if has_start or has_end:
+            raise _bad("date", f"use either date or {first}/{last}, not both")
+        day = local_day(parse_date(args["date"], "date"), tz)
+        return Bounds(day.start, day.end)
+    start = _ceil_second(parse_time(args[first], tz, first)) if has_start else None
+    end = _ceil_second(parse_time(args[last], tz, last)) if has_end else None
+    if start is not None and end is not None and start >= end:
+        raise _bad(last, f"must be later than {first}", f"{last} ({args[last]}) must be later than {first} "
+                                                        f"({args[first]})")
+    return Bounds(start, end)
+
+
+def parse_range(args: Mapping[str, str], tz: ZoneInfo, *, required: bool = True, date: bool = True,
+                instant: bool = False, names: tuple[str, str] = RANGE_NAMES) -> TimeRange | None:
+    """A closed [start, end) from `parse_bounds`: both bounds, or none (None, or a 400 when
+    `required`); one bound without the other is a 400."""
+    first, last = names
+    if not (instant and "time" in args) and not (date and "date" in args):
+        if first not in args and last not in args:
+            if not required:
+                return None
+            need = f"date or {first} and {last}" if date else f"{first} and {last}"
+            raise InvalidQuery(f"a time range is required: give {need}", code="missing_parameter",
+                               invalid_params=[{"name": first, "reason": "required"},
+                                               {"name": last, "reason": "required"}])
+        for name, other in ((first, last), (last, first)):
+            if name not in args:
+                raise InvalidQuery(f"{name} is required with {other}", code="missing_parameter",
+                                   invalid_params=[{"name": name, "reason": "required"}])
+    bounds = parse_bounds(args, tz, date=date, instant=instant, names=names)
+    assert bounds.start is not None and bounds.end is not None
+    return TimeRange(bounds.start, bounds.end)
 
 
 _UNITS = {
