@@ -1,19 +1,26 @@
 """gunicorn settings for the portal:  gunicorn -c gunicorn.conf.py "app:create_app()"
 
 Every value can be overridden on the command line or with GUNICORN_* variables below.
-gunicorn reads this file itself; it is not imported by the app (the app reads only ESS_*).
+gunicorn reads this file itself; it is not imported by the app. The address comes from the
+portal's own settings (ESS_HOST, ESS_PORT through services.core.settings, one default).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gunicorn execs this file: make services importable
+from services.core.settings import load_settings
+
 _env = os.environ.get
+_settings = load_settings()
 
 # Where to listen: GUNICORN_BIND wins, else ESS_HOST:ESS_PORT (the dev server's settings).
-bind = [_env("GUNICORN_BIND") or f"{_env('ESS_HOST', '127.0.0.1')}:{_env('ESS_PORT', '8050')}"]
+bind = [_env("GUNICORN_BIND") or f"{_settings.host}:{_settings.port}"]
 
 # Processes: the usual 2 x cores + 1, capped so a big box does not open hundreds of
 # database connections (each worker holds up to 2 x ESS_POOL_SIZE per database).

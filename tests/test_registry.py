@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from services.core.errors import ConfigError, NotFound
 from services.core.registry import Bank, demo_sites, format_registry, load_registry
-from services.core.settings import SETTINGS, format_settings_table, load_settings
+from services.core.settings import SETTINGS, Settings, format_settings_table, load_settings
 
 
 def test_demo_sites_topology() -> None:
@@ -117,3 +118,14 @@ def test_every_setting_documented() -> None:
         assert s.name.startswith("ESS_") and s.help
         assert f"`{s.name}`" in table
         assert f"`{s.name}`" in readme, f"README does not document {s.name}"
+
+
+def test_settings_are_declared_once() -> None:
+    """Each Settings field is one declaration: the README table is generated from it
+    verbatim, and every field is an ESS_* setting with its parser."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert format_settings_table() in readme
+    assert [s.attr for s in SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+    defaults = load_settings(env={})
+    assert (defaults.host, defaults.port, defaults.log_level, defaults.cache_prefix) == ("127.0.0.1", 8050, "INFO",
+                                                                                          "ess:")

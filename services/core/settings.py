@@ -1,78 +1,37 @@
-"""Every ESS_* setting in one table: name, default and one line of help.
+"""Every ESS_* setting, declared once as a field of `Settings`: its type, ESS_* name,
+default and one line of help. `SETTINGS`, the parsing in `load_settings()` and the README
+table (`python -m services.core.settings`) all come from those declarations.
 
 Read once by `load_settings()`; code receives a `Settings` object and never reads
-`os.environ` itself.  `python -m services.core.settings` prints the table (the README's
-configuration section is generated from the same rows).
+`os.environ` itself (gunicorn.conf.py too reads ESS_HOST/ESS_PORT through it).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from services.core.errors import ConfigError
 
+Parser = Callable[[str, Any, Mapping[str, Any]], Any]  # (ESS_ name, raw value, settings so far) -> value
+
 
 @dataclass(frozen=True)
 class Setting:
+    """One ESS_* setting: its Settings attribute, default (as written in the environment),
+    help (the README row) and parser."""
+
     name: str
     default: Any
     help: str
+    attr: str
+    parse: Parser
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("ESS_DATA_DIR", "data", "Folder for the embedded SQLite databases, the registry and generated files."),
-    Setting("ESS_REGISTRY", "", "Path of the site registry (TOML); default <ESS_DATA_DIR>/sites.toml."),
-    Setting("ESS_APP_DB_URL", "", "SQLAlchemy URL of the app database (events, analytics, tokens); default SQLite under ESS_DATA_DIR."),
-    Setting("ESS_CACHE_URL", "", "redis://host:port/db for the shared response cache; empty = in-process cache."),
-    Setting("ESS_CACHE_DEFAULT_S", 300, "Cache lifetime in seconds for responses over closed past ranges."),
-    Setting("ESS_CACHE_LIVE_S", 2, "Cache lifetime in seconds for responses whose range touches the present."),
-    Setting("ESS_CACHE_PREFIX", "ess:", "Key prefix in the shared Redis cache (one per portal when several share a Redis)."),
-    Setting("ESS_DEID_SECRET", "", "Server secret for de-identified column ids (HMAC); empty = generated once and kept in the app database."),
-    Setting("ESS_SECRET_KEY", "", "Key that signs UI session cookies; empty = generated once and kept in the app database."),
-    Setting("ESS_AUTH", "off", "'on' requires Bearer tokens (API) or a login (UI); 'off' is for the embedded demo only."),
-    Setting("ESS_SESSION_SECURE", "off", "'on' marks the UI session cookie Secure (HTTPS only); turn on behind TLS."),
-    Setting("ESS_HOST", "127.0.0.1", "Address the development server listens on."),
-    Setting("ESS_PORT", 8050, "Port the development server listens on."),
-    Setting("ESS_LIVE", "off", "'on' appends one row per second per component to the demo sites while the app runs."),
-    Setting("ESS_LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
-    Setting("ESS_EPISODE_GAP_S", 60, "Quiet gap in seconds that ends a protection-map alarm episode."),
-    Setting("ESS_JOBS_INTERVAL_S", 0, "Seconds between background analytics/evaluation runs in the app; 0 = off."),
-    Setting("ESS_POOL_SIZE", 5, "Connection pool size per PostgreSQL engine."),
-    Setting("ESS_PROXY_FIX", 0, "Number of trusted reverse proxies in front of the app (X-Forwarded-For/-Proto/-Host/-Prefix); 0 = none."),
-)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Resolved settings; paths are absolute."""
-
-    data_dir: Path
-    registry_path: Path
-    app_db_url: str
-    cache_url: str = ""
-    cache_default_s: int = 300
-    cache_live_s: int = 2
-    cache_prefix: str = "ess:"
-    deid_secret: str = ""
-    secret_key: str = ""
-    auth: bool = False
-    session_secure: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8050
-    live: bool = False
-    log_level: str = "INFO"
-    episode_gap_s: int = 60
-    jobs_interval_s: int = 0
-    pool_size: int = 5
-    proxy_fix: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _as_bool(name: str, value: Any) -> bool:
+def _as_bool(name: str, value: Any, _so_far: Mapping[str, Any]) -> bool:
     text = str(value).strip().lower()
     if text in {"1", "on", "true", "yes"}:
         return True
@@ -81,11 +40,60 @@ def _as_bool(name: str, value: Any) -> bool:
     raise ConfigError(f"{name}={value!r}: expected on or off")
 
 
-def _as_int(name: str, value: Any) -> int:
+def _as_int(name: str, value: Any, _so_far: Mapping[str, Any]) -> int:
     try:
         return int(str(value).strip())
     except ValueError:
         raise ConfigError(f"{name}={value!r}: expected a whole number") from None
+
+
+def _as_str(_name: str, value: Any, _so_far: Mapping[str, Any]) -> str:
+    return str(value)
+
+
+def _as_path(_name: str, value: Any, _so_far: Mapping[str, Any]) -> Path:
+    return Path(str(value)).expanduser().resolve()
+
+
+PARSERS_BY_TYPE: dict[str, Parser] = {"bool": _as_bool, "int": _as_int, "str": _as_str, "Path": _as_path}
+
+
+def setting(name: str, default: Any, help: str, parse: Parser | None = None) -> Any:
+    """Declare a Settings field: its ESS_* name, default and help; parsed by the field's
+    type (bool, int, str, Path) unless `parse` is given. Adding a setting is one line."""
+    return field(metadata={"setting": (name, default, help, parse)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every ESS_* setting, declared once; resolved values (paths are absolute)."""
+
+    data_dir: Path = setting("ESS_DATA_DIR", "data", "Folder for the embedded SQLite databases, the registry and generated files.")
+    registry_path: Path = setting("ESS_REGISTRY", "", "Path of the site registry (TOML); default <ESS_DATA_DIR>/sites.toml.",
+                                  lambda n, v, s: _as_path(n, v or s["data_dir"] / "sites.toml", s))
+    app_db_url: str = setting("ESS_APP_DB_URL", "", "SQLAlchemy URL of the app database (events, analytics, tokens); default SQLite under ESS_DATA_DIR.",
+                              lambda _n, v, s: str(v) or f"sqlite:///{s['data_dir'] / 'app.sqlite'}")
+    cache_url: str = setting("ESS_CACHE_URL", "", "redis://host:port/db for the shared response cache; empty = in-process cache.")
+    cache_default_s: int = setting("ESS_CACHE_DEFAULT_S", 300, "Cache lifetime in seconds for responses over closed past ranges.")
+    cache_live_s: int = setting("ESS_CACHE_LIVE_S", 2, "Cache lifetime in seconds for responses whose range touches the present.")
+    cache_prefix: str = setting("ESS_CACHE_PREFIX", "ess:", "Key prefix in the shared Redis cache (one per portal when several share a Redis).")
+    deid_secret: str = setting("ESS_DEID_SECRET", "", "Server secret for de-identified column ids (HMAC); empty = generated once and kept in the app database.")
+    secret_key: str = setting("ESS_SECRET_KEY", "", "Key that signs UI session cookies; empty = generated once and kept in the app database.")
+    auth: bool = setting("ESS_AUTH", "off", "'on' requires Bearer tokens (API) or a login (UI); 'off' is for the embedded demo only.")
+    session_secure: bool = setting("ESS_SESSION_SECURE", "off", "'on' marks the UI session cookie Secure (HTTPS only); turn on behind TLS.")
+    host: str = setting("ESS_HOST", "127.0.0.1", "Address the server listens on (the development server and gunicorn.conf.py).")
+    port: int = setting("ESS_PORT", 8050, "Port the server listens on (the development server and gunicorn.conf.py).")
+    live: bool = setting("ESS_LIVE", "off", "'on' appends one row per second per component to the demo sites while the app runs.")
+    log_level: str = setting("ESS_LOG_LEVEL", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).", lambda _n, v, _s: str(v).upper())
+    episode_gap_s: int = setting("ESS_EPISODE_GAP_S", 60, "Quiet gap in seconds that ends a protection-map alarm episode.")
+    jobs_interval_s: int = setting("ESS_JOBS_INTERVAL_S", 0, "Seconds between background analytics/evaluation runs in the app; 0 = off.")
+    pool_size: int = setting("ESS_POOL_SIZE", 5, "Connection pool size per PostgreSQL engine.")
+    proxy_fix: int = setting("ESS_PROXY_FIX", 0, "Number of trusted reverse proxies in front of the app (X-Forwarded-For/-Proto/-Host/-Prefix); 0 = none.")
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(name, default, help_, f.name, parse or PARSERS_BY_TYPE[str(f.type)])
+    for f in fields(Settings) for name, default, help_, parse in [f.metadata["setting"]])
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -99,32 +107,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     for key in overrides:
         if key not in known:
             raise ConfigError(f"unknown setting {key}")
-    raw = {s.name: source.get(s.name, s.default) for s in SETTINGS}
-    raw.update({k: v for k, v in overrides.items()})
-    data_dir = Path(str(raw["ESS_DATA_DIR"])).expanduser().resolve()
-    registry = str(raw["ESS_REGISTRY"]) or str(data_dir / "sites.toml")
-    app_db = str(raw["ESS_APP_DB_URL"]) or f"sqlite:///{data_dir / 'app.sqlite'}"
-    return Settings(
-        data_dir=data_dir,
-        registry_path=Path(registry).expanduser().resolve(),
-        app_db_url=app_db,
-        cache_url=str(raw["ESS_CACHE_URL"]),
-        cache_default_s=_as_int("ESS_CACHE_DEFAULT_S", raw["ESS_CACHE_DEFAULT_S"]),
-        cache_live_s=_as_int("ESS_CACHE_LIVE_S", raw["ESS_CACHE_LIVE_S"]),
-        cache_prefix=str(raw["ESS_CACHE_PREFIX"]),
-        deid_secret=str(raw["ESS_DEID_SECRET"]),
-        secret_key=str(raw["ESS_SECRET_KEY"]),
-        auth=_as_bool("ESS_AUTH", raw["ESS_AUTH"]),
-        session_secure=_as_bool("ESS_SESSION_SECURE", raw["ESS_SESSION_SECURE"]),
-        host=str(raw["ESS_HOST"]),
-        port=_as_int("ESS_PORT", raw["ESS_PORT"]),
-        live=_as_bool("ESS_LIVE", raw["ESS_LIVE"]),
-        log_level=str(raw["ESS_LOG_LEVEL"]).upper(),
-        episode_gap_s=_as_int("ESS_EPISODE_GAP_S", raw["ESS_EPISODE_GAP_S"]),
-        jobs_interval_s=_as_int("ESS_JOBS_INTERVAL_S", raw["ESS_JOBS_INTERVAL_S"]),
-        pool_size=_as_int("ESS_POOL_SIZE", raw["ESS_POOL_SIZE"]),
-        proxy_fix=_as_int("ESS_PROXY_FIX", raw["ESS_PROXY_FIX"]),
-    )
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = overrides[s.name] if s.name in overrides else source.get(s.name, s.default)
+        values[s.attr] = s.parse(s.name, raw, values)
+    return Settings(**values)
 
 
 def format_settings_table() -> str:
