@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app app
 DEMO_DAYS ?= 2
 
-.PHONY: run test install install-dev browser postgres redis lint bench bench-load clean-data
+.PHONY: run test install install-dev browser postgres redis lint typecheck bench bench-load clean-data
 
 $(VENV)/.runtime: requirements.txt
 	@echo "==> creating the virtual environment in $(VENV) and installing requirements.txt"
@@ -56,7 +56,11 @@ lint: install-dev
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check .
 
-test: install-dev browser postgres redis lint
+typecheck: install-dev
+	@echo "==> mypy (services, api, components, pages, app.py, cli.py, tools)"
+	@$(VENV)/bin/mypy
+
+test: install-dev browser postgres redis lint typecheck
 	@echo "==> pytest (SQLite and PostgreSQL, headless Chromium)"
 	@$(VENV)/bin/pytest
 

@@ -81,12 +81,12 @@ def _create_dash(server: Flask) -> dash.Dash:
 
     app = dash.Dash(
         __name__,
-        server=server,
+        server=server,  # type: ignore[arg-type]  # Dash accepts a Flask app; its annotation omits it
         use_pages=True,
         pages_folder=str(ROOT / "pages"),
         assets_folder=str(ROOT / "assets"),
         title="ESS operating-data portal",
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # documented: None keeps the title while updating
         serve_locally=True,
         routing_callback_inputs={"lang": dash.Input(ids.LANG, "value")},  # a language switch re-renders the page
     )

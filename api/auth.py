@@ -40,6 +40,7 @@ from flask import Blueprint, Flask, Response, current_app, g, has_request_contex
 from flask.sessions import NullSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wrappers import Response as BaseResponse
 
 from api.errors import problem_response
 from api.spec import ROUTES, route
@@ -158,7 +159,7 @@ def _check_api(scopes: dict[str, tuple[str | None, str]]) -> Response | None:
     return None
 
 
-def _check_ui() -> Response | None:
+def _check_ui() -> BaseResponse | None:
     principal = _session_principal()
     if principal is not None:
         g.ess_principal = principal
@@ -184,7 +185,7 @@ def install_auth(app: Flask, settings: Settings) -> None:
     scopes: dict[str, tuple[str | None, str]] = {}
 
     @app.before_request
-    def _check_access() -> Response | None:
+    def _check_access() -> BaseResponse | None:
         refused = _refuse_query_token()
         if refused is not None or not settings.auth:
             return refused

@@ -156,4 +156,5 @@ def _validators(resp: Response, max_age: int, auth: bool) -> Response:
     else:
         resp.headers["Cache-Control"] = f"public, max-age={max_age}"
     resp.add_etag()
-    return resp.make_conditional(request)
+    resp.make_conditional(request)  # in place: 304 with an empty body when the ETag matches
+    return resp

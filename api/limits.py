@@ -41,4 +41,4 @@ def install_limits(app: Flask) -> None:
     def _unknown_asset(exc: Exception) -> Any:
         # Dash refuses a component-suite path it did not register (`../../app.py`, an
         # unknown package): that is a missing file, rendered like any other 404.
-        return app.handle_http_exception(NotFound("no such asset"))  # type: ignore[arg-type]
+        return app.handle_http_exception(NotFound("no such asset"))

@@ -53,11 +53,13 @@ def make_field_options(fields: Sequence[Field], lang: str) -> list[dict[str, str
             if f.kind in ("float", "int") and f.name.upper() not in ("BANK_ID", "RACK_ID")]
 
 
-def make_dropdown_labels(lang: str) -> dict[str, str]:
+def make_dropdown_labels(lang: str) -> dcc.Dropdown.Labels:
     """dcc.Dropdown's own texts ("3 selected", "Search", ...) in the page's language."""
     t = get_translator(lang)
-    return {key: t(f"dropdown_{key}") for key in ("select_all", "deselect_all", "selected_count", "search",
-                                                  "clear_search", "clear_selection", "no_options_found")}
+    return {"select_all": t("dropdown_select_all"), "deselect_all": t("dropdown_deselect_all"),
+            "selected_count": t("dropdown_selected_count"), "search": t("dropdown_search"),
+            "clear_search": t("dropdown_clear_search"), "clear_selection": t("dropdown_clear_selection"),
+            "no_options_found": t("dropdown_no_options_found")}
 
 
 def _labelled(label: str, control: Any, **col: Any) -> dbc.Col:

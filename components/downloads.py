@@ -22,7 +22,7 @@ def format_bytes(n: int) -> str:
 
 
 def make_estimate_table(estimates: Mapping[str, DownloadEstimate], urls: Mapping[str, str], lang: str,
-                        enabled: bool = True) -> html.Div:
+                        enabled: bool = True) -> html.Table:
     """Per data type: rows and size before starting, and the link that streams the CSV."""
     t = get_translator(lang)
     rows = []

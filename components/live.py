@@ -70,7 +70,8 @@ def make_rack_grid(snapshot: Mapping[str, Any], limits: Mapping[str, Limit], uni
     for row in racks:
         stale = newest is not None and (datetime.fromisoformat(newest)
                                         - datetime.fromisoformat(row["timestamp"])).total_seconds() > STALE_AFTER_S
-        cells = [html.Th(t("bank_rack", bank=row.get("bank_id"), rack=row.get("rack_id")), className="text-nowrap")]
+        cells: list[html.Th | html.Td] = [html.Th(t("bank_rack", bank=row.get("bank_id"), rack=row.get("rack_id")),
+                                                  className="text-nowrap")]
         for f in fields:
             level = "nodata" if stale else judge(row.get(f), limits.get(f.upper()))
             cells.append(html.Td(_value(None if stale else row.get(f)), className=f"lvl-cell lvl-{level}",
@@ -124,7 +125,7 @@ def make_updated_text(newest: str | None, now: datetime, lang: str) -> list[Any]
             html.Span(f" ({format_age(max(age, 0), lang)})", className="text-muted")]
 
 
-def make_event_list(events: Sequence[Mapping[str, Any]], lang: str) -> html.Div:
+def make_event_list(events: Sequence[Mapping[str, Any]], lang: str) -> html.Div | html.Ul:
     """The newest events, newest first, coloured by level."""
     t = get_translator(lang)
     if not events:

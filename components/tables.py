@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dash import dash_table
+from dash.dash_table.DataTable import DataTable
 
 from components import theme
 from services.core.catalogue import Field
@@ -29,9 +29,9 @@ def make_columns(names: Sequence[str], meta: Mapping[str, Field],
 
 
 def make_data_table(id_: str, *, page_size: int = PAGE_SIZE, custom_paging: bool = True,
-                    style_data_conditional: list[dict[str, Any]] | None = None) -> dash_table.DataTable:
+                    style_data_conditional: list[dict[str, Any]] | None = None) -> DataTable:
     """An empty table filled by a callback; server-side paging when `custom_paging`."""
-    return dash_table.DataTable(
+    return DataTable(
         id=id_, data=[], columns=[], page_current=0, page_size=page_size,
         page_action="custom" if custom_paging else "native", page_count=1,
         style_table={"overflowX": "auto"},

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import plotly.graph_objects as go
+
+if TYPE_CHECKING:
+    from dash import dcc
 
 FONT = ('system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans KR", "Apple SD Gothic Neo", "Malgun Gothic", '
         'sans-serif')
@@ -57,5 +62,5 @@ TEMPLATE = go.layout.Template(
     )
 )
 
-GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
-                "modeBarButtonsToRemove": ["lasso2d", "select2d", "toggleSpikelines"]}
+GRAPH_CONFIG: dcc.Graph.Config = {"displaylogo": False, "responsive": True,
+                                  "modeBarButtonsToRemove": ["lasso2d", "select2d", "toggleSpikelines"]}

@@ -17,7 +17,8 @@ from services.core.errors import ConfigError, NotFound, WriteError
 from services.core.registry import Bank, Site, demo_sites
 from services.storage import sitestore
 from services.storage.dialect import EpochTime
-from services.storage.sitestore import SiteStore, key_columns
+from services.storage.schema import key_columns
+from services.storage.sitestore import SiteStore
 
 T0 = pd.Timestamp("2022-09-01 01:00:00", tz="UTC")
 

@@ -51,7 +51,7 @@ def main(root: Path) -> None:
         sizes[folder].append((rel.name, len(text.splitlines())))
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                lengths[folder].append(node.end_lineno - node.lineno + 1)
+                lengths[folder].append((node.end_lineno or node.lineno) - node.lineno + 1)
     print(f"{'folder':<24}{'files':>6}{'lines':>8}{'largest':>8}  {'fn':>5}{'median':>7}{'p90':>5}{'max':>5}")
     for folder in sorted(sizes):
         files = sizes[folder]

@@ -10,14 +10,15 @@ import pandas as pd
 import sqlalchemy as sa
 
 from services.core.errors import ConfigError
-from services.storage.dialect import epoch_expr, from_epoch
+from services.storage.dialect import epoch_expr, from_epoch, stored_time
 from services.storage.rollups import catch_up
+from services.storage.schema import columns_by_name, time_column
 from services.storage.sitestore import SiteStore
 
 # ----- reading site data -----------------------------------------------------------------
 
 def _columns(table: sa.Table, wanted: Sequence[str]) -> dict[str, sa.Column[Any]]:
-    by_upper = {c.name.upper(): c for c in table.columns}
+    by_upper = columns_by_name(table)
     missing = [w for w in wanted if w not in by_upper]
     if missing:
         raise ConfigError(f"table {table.name} lacks {', '.join(missing)}, which the analytics need")
@@ -63,15 +64,17 @@ def _float_array(rows: Sequence[Any]) -> np.ndarray:
 def raw_span(store: SiteStore, component: str = "rack") -> tuple[int, int] | None:
     """Epoch seconds of the first and the last row of a component."""
     table = store.table(component)
-    ts = _columns(table, ["TIMESTAMP"])["TIMESTAMP"]
+    ts = time_column(table)
     with store.engine.connect() as conn:
         lo, hi = conn.execute(sa.select(sa.func.min(epoch_expr(ts, store.dialect)),
                                         sa.func.max(epoch_expr(ts, store.dialect)))).one()
     return None if lo is None else (int(lo), int(hi))
 
 
-def _rollup_bound(store: SiteStore, epoch_s: int) -> Any:
-    return epoch_s if store.dialect == "sqlite" else from_epoch(epoch_s)
+def _minutes(rollup: sa.Table, store: SiteStore, start_s: int, end_s: int) -> list[sa.ColumnElement[bool]]:
+    """Rollup minutes in [start_s, end_s) (epoch seconds)."""
+    lo, hi = (stored_time(from_epoch(e), store.dialect) for e in (start_s, end_s))
+    return [rollup.c.bucket >= lo, rollup.c.bucket < hi]
 
 
 def read_rollup_means(store: SiteStore, component: str, start_s: int, end_s: int,
@@ -83,17 +86,14 @@ def read_rollup_means(store: SiteStore, component: str, start_s: int, end_s: int
     raw = store.table(component)
     names = {c.name.upper(): c.name for c in raw.columns}
     ids = [n for n in ("BANK_ID", "RACK_ID") if n in names]
-    if store.dialect == "sqlite":
-        bucket: Any = rollup.c.bucket
-    else:
-        bucket = sa.cast(sa.func.extract("epoch", rollup.c.bucket), sa.BigInteger)
+    bucket = epoch_expr(rollup.c.bucket, store.dialect)
     means = []
     for key, field_name in fields.items():
         col = names[field_name]
         cnt = rollup.c[f"{col}__cnt"]
         means.append((rollup.c[f"{col}__sum"] / sa.func.nullif(cnt, 0)).label(key))
     stmt = (sa.select(bucket.label("bucket"), *(rollup.c[names[i]].label(i.lower()) for i in ids), *means)
-            .where(rollup.c.bucket >= _rollup_bound(store, start_s), rollup.c.bucket < _rollup_bound(store, end_s)))
+            .where(*_minutes(rollup, store, start_s, end_s)))
     with store.engine.connect() as conn:
         rows = _fetch_plain(conn, stmt)
     cols = ["bucket", *(i.lower() for i in ids), *fields]
@@ -111,11 +111,10 @@ def read_rollup_means_sums(store: SiteStore, component: str, start_s: int, end_s
     raw = store.table(component)
     names = {c.name.upper(): c.name for c in raw.columns}
     ids = [n for n in ("BANK_ID", "RACK_ID") if n in names and (n != "RACK_ID" or component == "rack")]
-    bucket: Any = rollup.c.bucket if store.dialect == "sqlite" else sa.cast(
-        sa.func.extract("epoch", rollup.c.bucket), sa.BigInteger)
+    bucket = epoch_expr(rollup.c.bucket, store.dialect)
     col = names[field_name]
     stmt = (sa.select(bucket, *(rollup.c[names[i]] for i in ids), rollup.c[f"{col}__sum"], rollup.c[f"{col}__cnt"])
-            .where(rollup.c.bucket >= _rollup_bound(store, start_s), rollup.c.bucket < _rollup_bound(store, end_s)))
+            .where(*_minutes(rollup, store, start_s, end_s)))
     with store.engine.connect() as conn:
         rows = _fetch_plain(conn, stmt)
     cols = ["bucket", *(i.lower() for i in ids), "sum", "cnt"]

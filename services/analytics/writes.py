@@ -12,6 +12,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from services.storage.dialect import insert_tuples
+
 RAW_INSERT_MIN_ROWS = 1000
 
 
@@ -66,14 +68,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], c
     head = f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.quote(n) for n in names)}) VALUES "
     tuples = [tuple(json.dumps(r[n], separators=(",", ":")) if n in json_cols and r[n] is not None else r[n]
                     for n in names) for r in rows]
-    raw = conn.connection.driver_connection
-    if conn.dialect.name == "sqlite":
-        raw.executemany(head + "(" + ", ".join("?" for _ in names) + ")", tuples)  # type: ignore[union-attr]
-    else:
-        from psycopg2.extras import execute_values
-
-        with raw.cursor() as cur:  # type: ignore[union-attr]
-            execute_values(cur, head + "%s", tuples, page_size=5000)
+    insert_tuples(conn, head, len(names), tuples)
 
 
 def replace_range(engine: Engine, table: sa.Table, where: Iterable[Any], rows: list[dict[str, Any]]) -> None:

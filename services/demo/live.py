@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from services.core.errors import EssError, InvalidQuery
 from services.core.registry import Site
 from services.demo.writer import generate_day, local_days, slice_range
+from services.storage.schema import time_column
 from services.storage.sitestore import SiteStore
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def newest_timestamp(site: Site) -> datetime | None:
     store = SiteStore(site)
     comp = "rack" if "rack" in site.column_sets else next(iter(site.column_sets))
     table = store.table(comp)
-    ts = next(col for col in table.columns if col.name.upper() == "TIMESTAMP")
+    ts = time_column(table)
     with store.engine.connect() as conn:
         value = conn.execute(sa.select(sa.func.max(ts))).scalar()
     if value is None:

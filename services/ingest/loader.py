@@ -19,7 +19,8 @@ from services.core.registry import Site
 from services.ingest.parsing import BoundColumn, bind_columns, collect
 from services.ingest.problems import Collected, keep_mask, problems_error, write_rejects
 from services.ingest.sources import CsvSource, Source, open_source
-from services.storage.sitestore import SiteStore, key_columns
+from services.storage.schema import key_columns
+from services.storage.sitestore import SiteStore
 
 log = logging.getLogger(__name__)
 

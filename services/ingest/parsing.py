@@ -20,7 +20,7 @@ from services.core.errors import IngestError
 from services.core.registry import Site
 from services.ingest.problems import MAX_LISTED, Collected, Flag, format_listing
 from services.ingest.sources import Source
-from services.storage.sitestore import key_columns
+from services.storage.schema import key_columns
 
 NULL_TOKENS: tuple[str, ...] = ("", "NULL", "null", "None", "NaN", "nan")
 
@@ -269,7 +269,7 @@ def _parse_json(arr: pa.Array, _column: BoundColumn, _site: Site) -> _Parsed:
         return _Parsed(values, null)
     uniques, codes = _encode(arr)
     valid = np.array([_is_json(v) for v in uniques] + [True], dtype=bool)
-    values = np.append(uniques.to_numpy(dtype=object), None)[codes]
+    values = np.append(uniques.to_numpy(dtype=object), np.array([None], dtype=object))[codes]
     values[null] = None
     return _Parsed(values, null, [(~valid[codes] & ~null, "invalid JSON")])
 

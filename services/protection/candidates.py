@@ -23,7 +23,8 @@ from services.protection.codes import (
 )
 from services.protection.judging import racks_of_json, sides_of
 from services.protection.maps import ProtectionMap
-from services.storage.dialect import epoch_expr, from_epoch, to_epoch
+from services.storage.dialect import epoch_expr, from_epoch, prefer_index_scans, to_epoch
+from services.storage.schema import columns_by_name, time_column
 from services.storage.sitestore import SiteStore
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 
 
 # ----- reading site rows -------------------------------------------------------------------------
-
-def _columns_by_upper(table: sa.Table) -> dict[str, sa.Column[Any]]:
-    return {c.name.upper(): c for c in table.columns}
-
 
 @dataclass(frozen=True)
 class ReadPlan:
@@ -48,10 +45,10 @@ class ReadPlan:
 
 
 def rack_plan(table: sa.Table, pmap: ProtectionMap, dialect: str) -> ReadPlan:
-    cols = _columns_by_upper(table)
+    cols = columns_by_name(table)
     wanted = {"BANK_ID", "RACK_ID", *(m.column for m in MEASURES.values()),
               *(p for m in MEASURES.values() for p in m.positions), *RACK_FLAGS}
-    select = {name: cols[name] for name in sorted(wanted) if name in cols}
+    select: dict[str, sa.ColumnElement[Any]] = {name: cols[name] for name in sorted(wanted) if name in cols}
     conditions: list[sa.ColumnElement[bool]] = []
     for check in CHECKS:  # the least strict limit of each check, same strict comparison
         limit = pmap.limit("rack", check.field)
@@ -63,12 +60,12 @@ def rack_plan(table: sa.Table, pmap: ProtectionMap, dialect: str) -> ReadPlan:
         x = sa.func.abs(cols[check.field]) if limit.absolute else cols[check.field]
         conditions.append(x > min(bounds) if check.side == "above" else x < max(bounds))
     conditions += [cols[f] != 0 for f in RACK_FLAGS if f in cols]
-    select["TIMESTAMP"] = epoch_expr(_ts(table), dialect)
+    select["TIMESTAMP"] = epoch_expr(time_column(table), dialect)
     return ReadPlan("rack", table, select, sa.or_(*conditions) if conditions else sa.false())
 
 
 def bank_plan(table: sa.Table, dialect: str) -> ReadPlan:
-    cols = _columns_by_upper(table)
+    cols = columns_by_name(table)
     select: dict[str, sa.ColumnElement[Any]] = {"BANK_ID": cols["BANK_ID"]}
     conditions: list[sa.ColumnElement[bool]] = []
     json_column = None
@@ -80,12 +77,8 @@ def bank_plan(table: sa.Table, dialect: str) -> ReadPlan:
         elif name == MASTER_COMM:
             select[name] = sa.cast(col, sa.Text)
             json_column = col
-    select["TIMESTAMP"] = epoch_expr(_ts(table), dialect)
+    select["TIMESTAMP"] = epoch_expr(time_column(table), dialect)
     return ReadPlan("bank", table, select, sa.or_(*conditions) if conditions else None, json_column)
-
-
-def _ts(table: sa.Table) -> sa.Column[Any]:
-    return _columns_by_upper(table)["TIMESTAMP"]
 
 
 def _json_with_faults(conn: Connection, plan: ReadPlan, window: list[Any]) -> list[str]:
@@ -102,14 +95,13 @@ def _reading(store: SiteStore) -> Iterator[Connection]:
     TIMESTAMP index: a table fresh from a bulk load has no statistics yet, and without them
     it plans a full scan for every window."""
     with store.engine.connect() as conn:
-        if store.dialect == "postgresql":
-            conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        prefer_index_scans(conn)
         yield conn
 
 
 def read_candidates(store: SiteStore, plan: ReadPlan, start: int, end: int) -> pd.DataFrame:
     """Rows of [start, end) (epoch seconds) that may hold an event, with the plan's columns."""
-    ts = _ts(plan.table)
+    ts = time_column(plan.table)
     window = [ts >= from_epoch(start), ts < from_epoch(end)]
     names = list(plan.columns)
     with _reading(store) as conn:
@@ -134,7 +126,7 @@ class Span:
 def new_rows(store: SiteStore, table: sa.Table, after: int | None) -> Span | None:
     """First and last TIMESTAMP after `after` (epoch seconds), None when there is none.
     Bare min/max of the key column: index lookups whatever the table's statistics."""
-    ts = _ts(table)
+    ts = time_column(table)
     with store.engine.connect() as conn:
         last = _epoch_of(conn.execute(sa.select(sa.func.max(ts))).scalar())
         if last is None or (after is not None and last <= after):
@@ -146,7 +138,7 @@ def new_rows(store: SiteStore, table: sa.Table, after: int | None) -> Span | Non
 
 def count_after(store: SiteStore, table: sa.Table, after: int | None) -> int:
     """Rows with TIMESTAMP after `after` (all rows for None)."""
-    ts = _ts(table)
+    ts = time_column(table)
     with store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(
             *([] if after is None else [ts > from_epoch(after)]))).scalar() or 0)
@@ -164,7 +156,7 @@ def iter_windows(store: SiteStore, table: sa.Table, first: int, last: int,
     """(start, end, rows) windows [start, end) of a grid of `window_s` seconds from `first`,
     covering the rows up to `last`; empty windows are left out. One grouped count for the
     whole span (an index range scan), instead of queries per window."""
-    ts = _ts(table)
+    ts = time_column(table)
     k = ((epoch_expr(ts, store.dialect) - first) // window_s).label("k")
     with _reading(store) as conn:
         counts = conn.execute(sa.select(k, sa.func.count()).where(ts >= from_epoch(first), ts <= from_epoch(last))

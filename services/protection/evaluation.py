@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from services.core.errors import EssError, Unavailable
@@ -43,7 +41,7 @@ from services.protection.tables import (
     protection_level,
     protection_watermark,
 )
-from services.storage.dialect import to_epoch
+from services.storage.dialect import to_epoch, upsert
 from services.storage.sitestore import SiteStore
 
 if TYPE_CHECKING:
@@ -151,8 +149,9 @@ def store_window(conn: Connection, site_id: int, component: str, events: pd.Data
     """Insert events, extend or open episodes and close the ones the next run cannot extend
     (their last event is more than gap_s before the next second after `watermark`)."""
     if len(events):
+        threshold = events["source"] == "threshold"  # BMS events were judged by no map
         rows = events.assign(operating_site=site_id,
-                             map_version=np.where(events["source"] == "threshold", map_version, None))
+                             map_version=np.where(threshold, map_version, np.array(None, dtype=object)))
         conn.execute(sa.insert(protection_event), _records(rows))
         add_counts(conn, site_id, events)
         changes = group_episodes(events, _open_episodes(conn, site_id, component), gap_s)
@@ -182,7 +181,7 @@ def add_counts(conn: Connection, site_id: int, events: pd.DataFrame) -> None:
         return
     counts = (events.assign(minute=events["timestamp"] // 60 * 60).groupby(COUNT_KEY).size()
               .rename("events").reset_index().assign(operating_site=site_id))
-    insert = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(protection_event_count)
+    insert = upsert(protection_event_count, conn.dialect.name)
     stmt = insert.on_conflict_do_update(
         index_elements=["operating_site", *COUNT_KEY],
         set_={"events": protection_event_count.c.events + insert.excluded.events})
@@ -344,21 +343,23 @@ def rewind_site(engine: Engine, site: Site, since: datetime, gap_s: int = DEFAUL
         straddling = conn.execute(sa.select(e.id, *[e[k] for k in EPISODE_KEY], e.start_time).where(
             e.operating_site == site.id, e.end_time >= cut)).all()
         for row in straddling:
-            _recount_episode(conn, site.id, row, cut)
+            _recount_episode(conn, site.id, int(row.id), dict(zip(EPISODE_KEY, row[1:6], strict=True)),
+                             int(row.start_time), cut)
         conn.execute(sa.update(protection_episode).where(e.operating_site == site.id, e.end_time >= cut - gap_s)
                      .values(is_open=True))
         conn.execute(sa.update(protection_watermark).where(w.operating_site == site.id, w.last_timestamp >= cut)
                      .values(last_timestamp=cut - 1, updated_at=int(time.time())))
 
 
-def _recount_episode(conn: Connection, site_id: int, row: sa.Row[Any], cut: int) -> None:
+def _recount_episode(conn: Connection, site_id: int, episode_id: int, key: dict[str, Any], start_time: int,
+                     cut: int) -> None:
+    """Cut an episode back to its events before `cut` (count, last time, peak) and reopen it."""
     ev = protection_event.c
-    key = dict(zip(EPISODE_KEY, row[1:6], strict=True))
     peak = sa.func.min(ev.value) if ERROR_CODES[key["error_code"]].peak == "min" else sa.func.max(ev.value)
     n, last, top = conn.execute(sa.select(sa.func.count(), sa.func.max(ev.timestamp), peak).where(
         ev.operating_site == site_id, *[ev[k] == v for k, v in key.items()],
-        ev.timestamp >= row.start_time, ev.timestamp < cut)).one()
-    conn.execute(sa.update(protection_episode).where(protection_episode.c.id == row.id).values(
+        ev.timestamp >= start_time, ev.timestamp < cut)).one()
+    conn.execute(sa.update(protection_episode).where(protection_episode.c.id == episode_id).values(
         end_time=last, sample_count=n, peak_value=top, is_open=True))
 
 

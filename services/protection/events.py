@@ -222,6 +222,7 @@ def count_levels(engine: Engine, site_id: int, start: int, end: int, width_s: in
     check_bucket_count(TimeRange(from_epoch(start), from_epoch(end)), width_s)
     rest = replace(f or EventFilter(), site_ids=None, start=None, end=None)  # site and range are bound below
     whole_minutes = all(v % 60 == 0 for v in (start, end, width_s, origin))
+    total: sa.ColumnElement[Any]
     if per == "episodes":
         table, column, total = protection_episode, protection_episode.c.start_time, sa.func.count()
     elif rollup and whole_minutes and not rest.message:

@@ -83,7 +83,7 @@ def _parse_limit(field: str, entry: dict[str, Any], where: str) -> Limit | None:
     absolute = entry.get("absolute", False)
     if not isinstance(absolute, bool):
         raise ConfigError(f"{where}.absolute: expected true or false")
-    return Limit(field=field.upper(), absolute=absolute, **sides)  # type: ignore[arg-type]
+    return Limit(field=field.upper(), absolute=absolute, **sides)
 
 
 def parse_protection_map(data: dict[str, Any], site_id: int, source: str) -> ProtectionMap:
@@ -112,7 +112,7 @@ def parse_protection_map(data: dict[str, Any], site_id: int, source: str) -> Pro
 @lru_cache(maxsize=32)
 def _read(path: str) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: protection map file not found") from None
     except json.JSONDecodeError as exc:

@@ -20,13 +20,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from services.core import catalogue
-from services.storage.dialect import from_epoch, to_epoch
+from services.storage.dialect import from_epoch, minute_expr, stored_time, time_type, to_epoch
+from services.storage.schema import BANK, RACK, is_key_column, time_column
 from services.storage.sitestore import SiteStore
 
 ROLLUP_AGGS = ("sum", "cnt", "min", "max", "first", "last")
-KEYS = ("BANK_ID", "RACK_ID")
 STATE_TABLE = "_ess_rollup_state"
 
 
@@ -38,7 +39,7 @@ def numeric_columns(store: SiteStore, component: str) -> list[sa.Column[Any]]:
     variant = store.site.column_sets.get(component, "")
     out = []
     for c in raw.columns:
-        if c.name.upper() in ("TIMESTAMP", *KEYS) or not isinstance(c.type, sa.Float):
+        if is_key_column(c) or not isinstance(c.type, sa.Float):
             continue
         field = catalogue.describe(component, variant, c.name)
         if field.unit or field.description == "(not in the catalogue)":
@@ -53,9 +54,9 @@ def rollup_name(raw: sa.Table) -> str:
 def build_rollup_table(store: SiteStore, component: str, metadata: sa.MetaData) -> sa.Table:
     """The rollup table's definition for a component's raw table."""
     raw = store.table(component)
-    bucket_type = sa.BigInteger() if store.dialect == "sqlite" else sa.TIMESTAMP(timezone=True)
+    bucket_type = time_type(store.dialect)
     cols: list[sa.Column[Any]] = [sa.Column("bucket", bucket_type, nullable=False)]
-    keys = [c for c in raw.columns if c.name.upper() in KEYS]
+    keys = [c for c in raw.columns if c.name.upper() in (BANK, RACK)]
     cols += [sa.Column(c.name, sa.Integer(), nullable=False) for c in keys]
     cols.append(sa.Column("n", sa.Integer(), nullable=False))
     for c in numeric_columns(store, component):
@@ -112,8 +113,8 @@ def ensure_rollups(store: SiteStore, component: str) -> sa.Table:
         state.create(store.engine, checkfirst=True)
         if not sa.inspect(store.engine).has_table(table.name, schema=store.schema):
             raw = store.table(component)
-            ts = next(c for c in raw.columns if c.name.upper() == "TIMESTAMP")
-            keys = [c.name for c in raw.columns if c.name.upper() in KEYS]
+            ts = time_column(raw)
+            keys = [c.name for c in raw.columns if c.name.upper() in (BANK, RACK)]
             with store.engine.begin() as conn:
                 for stmt in timescale_rollup_sql(store.schema, raw.name, ts.name, keys,
                                                  [c.name for c in numeric_columns(store, component)]):
@@ -143,26 +144,19 @@ def _minute_floor(epoch: int) -> int:
     return epoch - epoch % 60
 
 
-def _bucket_expr(store: SiteStore, ts: sa.Column[Any]) -> sa.ColumnElement[Any]:
-    if store.dialect == "sqlite":
-        raw = sa.type_coerce(ts, sa.BigInteger)
-        return (raw - raw % 60).label("bucket")
-    return sa.func.date_trunc("minute", ts).label("bucket")
-
-
 def refresh_rollups(store: SiteStore, component: str, start: datetime, end: datetime) -> None:
     """Recompute the rollup minutes overlapping [start, end) from the raw rows."""
     rollup = ensure_rollups(store, component)
     raw = store.table(component)
-    ts = next(c for c in raw.columns if c.name.upper() == "TIMESTAMP")
-    keys = [c for c in raw.columns if c.name.upper() in KEYS]
+    ts = time_column(raw)
+    keys = [c for c in raw.columns if c.name.upper() in (BANK, RACK)]
     lo = from_epoch(_minute_floor(to_epoch(start)))
     hi = from_epoch(_minute_floor(to_epoch(end) + 59))
     if store.uses_timescaledb():
         _refresh_continuous(store, rollup, lo, hi)
         return
     fields = numeric_columns(store, component)
-    bucket = _bucket_expr(store, ts)
+    bucket = minute_expr(ts, store.dialect).label("bucket")
     aggs: list[Any] = [bucket, *keys, sa.func.count().label("n"), sa.func.min(ts).label("t0"),
                        sa.func.max(ts).label("t1")]
     for c in fields:
@@ -171,7 +165,7 @@ def refresh_rollups(store: SiteStore, component: str, start: datetime, end: date
     g = sa.select(*aggs).where(ts >= lo, ts < hi).group_by(bucket, *keys).subquery("g")
     first, last = raw.alias("f"), raw.alias("l")
 
-    def join_on(alias: sa.Table, t: str) -> Any:
+    def join_on(alias: NamedFromClause, t: str) -> Any:
         return sa.and_(alias.c[ts.name] == g.c[t], *[alias.c[k.name] == g.c[k.name] for k in keys])
 
     cols: list[Any] = [g.c.bucket, *[g.c[k.name] for k in keys], g.c.n]
@@ -183,7 +177,7 @@ def refresh_rollups(store: SiteStore, component: str, start: datetime, end: date
     select = (sa.select(*cols).select_from(g.join(first, join_on(first, "t0")).join(last, join_on(last, "t1")))
               .where(sa.true()))
     # the bucket column is epoch seconds on SQLite: bind the bounds in the column's own type
-    b_lo, b_hi = (to_epoch(lo), to_epoch(hi)) if store.dialect == "sqlite" else (lo, hi)
+    b_lo, b_hi = stored_time(lo, store.dialect), stored_time(hi, store.dialect)
     with store.engine.begin() as conn:
         conn.execute(sa.delete(rollup).where(rollup.c.bucket >= b_lo, rollup.c.bucket < b_hi))
         conn.execute(sa.insert(rollup).from_select(names, select))
@@ -206,7 +200,7 @@ def catch_up(store: SiteStore, component: str, create: bool = False) -> sa.Table
     if rollup is None:
         return None
     raw = store.table(component)
-    ts = next(c for c in raw.columns if c.name.upper() == "TIMESTAMP")
+    ts = time_column(raw)
     state = _state_table(sa.MetaData(), store.schema)
     with store.engine.connect() as conn:
         seen = conn.execute(sa.select(state.c.seen_epoch).where(state.c.table_name == raw.name)).scalar()
@@ -215,6 +209,7 @@ def catch_up(store: SiteStore, component: str, create: bool = False) -> sa.Table
     if newest is None or (seen is not None and to_epoch(newest) <= seen):
         return rollup
     start = oldest if seen is None else from_epoch(_minute_floor(seen))
+    assert start is not None  # the table has a newest row, so an oldest one
     refresh_range(store, component, start, newest + timedelta(seconds=1))
     with store.engine.begin() as conn:
         conn.execute(sa.delete(state).where(state.c.table_name == raw.name))

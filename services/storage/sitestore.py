@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
+import adbc_driver_manager
+import adbc_driver_sqlite.dbapi as adbc_sqlite
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -22,42 +23,15 @@ import sqlalchemy as sa
 from services.core import catalogue
 from services.core.errors import ConfigError, NotFound, WriteError, site_unavailable
 from services.core.registry import COMPONENTS, Site
-from services.storage.dialect import EpochTime, time_type
+from services.storage.dialect import adapt_reflected_time, enable_timescaledb, timescaledb_installed
 from services.storage.engines import get_engine
+from services.storage.schema import KEY_NAMES, TIME, key_columns, sql_type, time_column
 
-try:  # Arrow-native bulk loads into SQLite (optional: executemany otherwise)
-    import adbc_driver_manager
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-    ADBC_ERRORS: tuple[type[BaseException], ...] = (adbc_driver_manager.Error,)
-except ImportError:  # pragma: no cover
-    adbc_sqlite = None
-    ADBC_ERRORS = ()
+ADBC_ERRORS: tuple[type[BaseException], ...] = (adbc_driver_manager.Error,)  # the SQLite bulk path's errors
 
 log = logging.getLogger(__name__)
 
 BULK_MIN_ROWS = 20_000  # below this, executemany on the pooled connection is cheaper
-
-
-def key_columns(component: str, column_names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Natural key of a component table: timestamp, then bank and rack where present."""
-    upper = {c.upper(): c for c in column_names}
-    key = [upper["TIMESTAMP"]]
-    if "BANK_ID" in upper:
-        key.append(upper["BANK_ID"])
-    if component == "rack" and "RACK_ID" in upper:
-        key.append(upper["RACK_ID"])
-    return tuple(key)
-
-
-def _sa_type(kind: str, dialect_name: str) -> sa.types.TypeEngine[Any]:
-    if kind == "timestamp":
-        return time_type(dialect_name)
-    if kind == "int":
-        return sa.Integer()
-    if kind == "json":
-        return sa.JSON()
-    return sa.Double()
 
 
 @dataclass
@@ -86,12 +60,11 @@ class SiteStore:
         self._timescale: bool | None = None
 
     def uses_timescaledb(self) -> bool:
-        """True on PostgreSQL with the TimescaleDB extension (checked once per store)."""
-        if self.dialect != "postgresql":
-            return False
+        """True on PostgreSQL with the TimescaleDB extension installed (checked once per
+        store; only `create_schema` installs it)."""
         if self._timescale is None:
-            with self.engine.begin() as conn:
-                self._timescale = has_timescaledb(conn)
+            with self.engine.connect() as conn:
+                self._timescale = timescaledb_installed(conn)
         return self._timescale
 
     # ----- schema -------------------------------------------------------------------
@@ -103,8 +76,7 @@ class SiteStore:
         fields = catalogue.get_fields(component, variant)
         md = metadata or sa.MetaData(schema=self.schema)
         name = self.site.tables[component]
-        required = ("TIMESTAMP", "BANK_ID", "RACK_ID")
-        cols = [sa.Column(f.name, _sa_type(f.kind, self.dialect), nullable=f.name not in required) for f in fields]
+        cols = [sa.Column(f.name, sql_type(f.kind, self.dialect), nullable=f.name not in KEY_NAMES) for f in fields]
         table = sa.Table(name, md, *cols, schema=self.schema)
         key = key_columns(component, [f.name for f in fields])
         sa.Index(f"{name}_key", *[table.c[k] for k in key], unique=True)
@@ -121,8 +93,7 @@ class SiteStore:
             if self.schema and self.dialect == "postgresql":
                 conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
             md.create_all(conn)
-            if self.dialect == "postgresql":
-                self._timescale = has_timescaledb(conn)
+            self._timescale = enable_timescaledb(conn)
             if self._timescale:
                 for t in tables:
                     conn.execute(sa.text("SELECT create_hypertable(:t, 'TIMESTAMP', if_not_exists => TRUE, "
@@ -157,9 +128,7 @@ class SiteStore:
                                "(run `flask --app app ess create-schema`)", code="table_missing") from None
             except sa.exc.OperationalError as exc:
                 raise site_unavailable(self.site.id) from exc
-            ts = _find(table, "TIMESTAMP")
-            if self.dialect == "sqlite" and isinstance(ts.type, sa.Integer):
-                ts.type = EpochTime()
+            adapt_reflected_time(time_column(table), self.dialect)
             self._tables[component] = table
             return table
 
@@ -236,8 +205,9 @@ class SiteStore:
             return result
         frame = self._prepare(table, frame)
         append = component in self._bulk
+        refused: tuple[type[BaseException], ...] = (self.engine.dialect.loaded_dbapi.Error, *ADBC_ERRORS)
         try:
-            if self.dialect == "sqlite" and (len(frame) >= BULK_MIN_ROWS or append) and adbc_sqlite is not None:
+            if self.dialect == "sqlite" and (len(frame) >= BULK_MIN_ROWS or append):
                 self._write_sqlite_bulk(table, frame, key, append, chunk_rows, progress)
             else:
                 with self.engine.begin() as conn:
@@ -249,7 +219,7 @@ class SiteStore:
                             self._write_postgres(conn, table, part, key, append)
                         if progress:
                             progress(len(part))
-        except (self.engine.dialect.loaded_dbapi.Error, *ADBC_ERRORS) as exc:
+        except refused as exc:
             raise WriteError(f"site {self.site.id} {component}: the database refused the rows "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0]}); nothing was written") from exc
         result.written = len(frame)
@@ -263,9 +233,9 @@ class SiteStore:
             col_type = table.c[c].type
             if isinstance(col_type, (sa.JSON, sa.types.JSON)):
                 out[c] = [v if v is None or isinstance(v, str) else json.dumps(v) for v in out[c].tolist()]
-            elif isinstance(col_type, sa.Integer) and c.upper() != "TIMESTAMP" and out[c].dtype.kind == "f":
+            elif isinstance(col_type, sa.Integer) and c.upper() != TIME and out[c].dtype.kind == "f":
                 out[c] = out[c].astype("Int64")  # integer columns holding NULLs arrive as floats
-        ts = _find(table, "TIMESTAMP").name
+        ts = time_column(table).name
         if self.dialect == "sqlite" and out[ts].dtype.kind == "M":
             # whole epoch seconds whatever the frame's unit (ns, us, s) or zone
             out[ts] = (pd.to_datetime(out[ts], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
@@ -281,6 +251,7 @@ class SiteStore:
             else:
                 columns.append(s.tolist())
         raw = conn.connection.driver_connection
+        assert raw is not None  # a checked-out connection always has one
         raw.executemany(_upsert_sql(f'"{table.name}"', "VALUES (" + ", ".join("?" for _ in cols) + ")", cols, key),
                         list(zip(*columns, strict=True)))
 
@@ -289,7 +260,6 @@ class SiteStore:
         """Arrow-native bulk path (ADBC): 2-3x faster than executemany on wide tables.
         Used by CLI bulk loads only; pooled sqlite3 connections of this process are closed
         first, because two SQLite libraries must not hold the same file open at once."""
-        assert adbc_sqlite is not None
         self.engine.dispose()
         path = self.engine.url.database
         cols = list(frame.columns)
@@ -332,6 +302,7 @@ class SiteStore:
         tmp = f"_ess_load_{table.name}"
         quoted = ", ".join(f'"{c}"' for c in cols)
         raw = conn.connection.driver_connection
+        assert raw is not None  # a checked-out connection always has one
         with raw.cursor() as cur:
             if append:
                 cur.copy_expert(f"COPY {qt} ({quoted}) FROM STDIN WITH (FORMAT csv)", buf)
@@ -352,22 +323,7 @@ def _upsert_sql(target: str, source: str, cols: list[str], key: tuple[str, ...])
     return f"INSERT INTO {target} ({quoted}) {source} ON CONFLICT ({conflict}) DO {action}"
 
 
-def _find(table: sa.Table, name: str) -> sa.Column[Any]:
-    for c in table.columns:
-        if c.name.upper() == name:
-            return c
-    raise ConfigError(f"table {table.name} has no {name} column")
-
-
 def _qualified(table: sa.Table) -> str:
     return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
-
-def has_timescaledb(conn: sa.Connection) -> bool:
-    """True when the TimescaleDB extension is available on this PostgreSQL server."""
-    row = conn.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).first()
-    if row is None:
-        return False
-    conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
-    return True
 

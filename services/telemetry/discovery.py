@@ -10,13 +10,14 @@ import sqlalchemy as sa
 from services.core.errors import NotFound, Unavailable, site_unavailable
 from services.core.portal import Portal
 from services.core.registry import COMPONENTS, Site
+from services.storage.schema import time_column
 from services.storage.sitestore import SiteStore
 
 
 def get_time_span(store: SiteStore, component: str) -> tuple[datetime | None, datetime | None]:
     """First and last timestamp of a component table (aware, UTC); (None, None) if empty."""
     table = store.table(component)
-    ts = next(c for c in table.columns if c.name.upper() == "TIMESTAMP")
+    ts = time_column(table)
     try:
         with store.engine.connect() as conn:
             first = conn.execute(sa.select(ts).order_by(ts.asc()).limit(1)).scalar()

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -103,7 +103,7 @@ def build_csv_select(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[A
 
 
 def open_csv_stream(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[Any]],
-                    names: Sequence[str] | None = None) -> Iterator[bytes]:
+                    names: Sequence[str] | None = None) -> CsvBody:
     """CSV bytes of the range: a header of `names` (default: lower-case column names),
     then rows ordered by time, bank, rack.
 
@@ -120,10 +120,10 @@ def open_csv_stream(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[An
         first = b""
     except sa.exc.OperationalError as exc:
         raise site_unavailable(sel.site.id) from exc
-    return _CsvBody(first, chunks, sel)
+    return CsvBody(first, chunks, sel)
 
 
-class _CsvBody:
+class CsvBody:
     """The response body: yields the chunks and ends with `#error ...` when the stream
     fails after the first byte. `close()` (the WSGI server calls it when the client goes
     away, or after the last chunk) closes the producer at once, which releases its
@@ -136,7 +136,7 @@ class _CsvBody:
     def __iter__(self) -> Iterator[bytes]:
         return self._body
 
-    def _iterate(self) -> Iterator[bytes]:
+    def _iterate(self) -> Generator[bytes, None, None]:
         try:
             yield self._first
             yield from self._chunks
@@ -217,7 +217,8 @@ class _QueueSink:
     """File-like sink for copy_expert: buffers to CHUNK_BYTES and hands chunks over."""
 
     def __init__(self, q: queue.Queue[bytes | BaseException | None], stop: threading.Event) -> None:
-        self.q, self.stop, self.parts, self.size = q, stop, [], 0
+        self.q, self.stop, self.size = q, stop, 0
+        self.parts: list[bytes] = []
 
     def write(self, data: bytes | str) -> int:
         if self.stop.is_set():

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from services.core.errors import InvalidQuery, NotFound, site_unavailable
 from services.core.registry import Site
 from services.storage.dialect import from_epoch, to_epoch
+from services.storage.schema import KEY_NAMES, find_column, time_column
 from services.storage.sitestore import SiteStore
 from services.telemetry.timerange import TimeRange
 
@@ -53,16 +54,9 @@ def make_selector(store: SiteStore, component: str, bank_id: int | None = None,
     return Selector(store, component, bank_id, rack_id)
 
 
-def _column(table: sa.Table, upper: str) -> sa.Column[Any] | None:
-    for c in table.columns:
-        if c.name.upper() == upper:
-            return c
-    return None
-
-
 def key_order(table: sa.Table) -> list[sa.Column[Any]]:
     """Columns of the row order: time, then bank and rack where the table has them."""
-    return [c for c in (_column(table, n) for n in ("TIMESTAMP", "BANK_ID", "RACK_ID")) if c is not None]
+    return [c for c in (find_column(table, n) for n in KEY_NAMES) if c is not None]
 
 
 def resolve_columns(sel: Selector, fields: str | None = None, omit: str | None = None) -> list[sa.Column[Any]]:
@@ -105,10 +99,10 @@ def split_field_names(param: str, value: str) -> list[str]:
 
 def where_clause(sel: Selector, table: sa.Table, tr: TimeRange | None) -> list[Any]:
     conds: list[Any] = []
-    ts = _column(table, "TIMESTAMP")
+    ts = time_column(table)
     if tr is not None:
         conds += [ts >= tr.start, ts < tr.end]
-    bank, rack = _column(table, "BANK_ID"), _column(table, "RACK_ID")
+    bank, rack = find_column(table, "BANK_ID"), find_column(table, "RACK_ID")
     if sel.bank_id is not None and bank is not None:
         conds.append(bank == sel.bank_id)
     if sel.rack_id is not None and rack is not None:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from services.core.errors import InvalidQuery, NotFound
 from services.storage.dialect import to_epoch
+from services.storage.schema import is_key_column, time_column
 from services.telemetry.export import open_csv_stream
 from services.telemetry.rows import Selector, count_rows, fetch_all, fetch_latest, resolve_columns
 from services.telemetry.stats import StatsQuery, bucket_stats
@@ -85,7 +86,7 @@ def _wall(iso: str) -> str:
 
 
 def _raw_series(sel: Selector, tr: TimeRange, columns: Sequence[sa.Column[Any]]) -> list[FieldSeries]:
-    ts = next(c for c in sel.store.table(sel.component).columns if c.name.upper() == "TIMESTAMP")
+    ts = time_column(sel.store.table(sel.component))
     rows = fetch_all(sel, tr, [ts, *columns], limit=MAX_POINTS * 4)
     key = ts.name.lower()
     times = [_wall(r[key]) for r in rows]
@@ -138,7 +139,7 @@ def get_series(sel: Selector, tr: TimeRange, fields: Sequence[str], max_points: 
 
 def get_newest_time(sel: Selector) -> datetime:
     """Time of the newest row of the selection (aware, UTC); NotFound when empty."""
-    ts = next(c for c in sel.store.table(sel.component).columns if c.name.upper() == "TIMESTAMP")
+    ts = time_column(sel.store.table(sel.component))
     row = fetch_latest(sel, [ts])
     return datetime.fromisoformat(row[ts.name.lower()])
 
@@ -155,7 +156,7 @@ def estimate_download(sel: Selector, tr: TimeRange, sample_s: int = 60) -> Downl
     rollups (the sample count of the first numeric field; exact count on short ranges),
     bytes from the CSV size of the first `sample_s` seconds that hold rows."""
     table = sel.store.table(sel.component)
-    numeric = [c for c in table.columns if c.name.upper() not in ("TIMESTAMP", "BANK_ID", "RACK_ID")
+    numeric = [c for c in table.columns if not is_key_column(c)
                and isinstance(c.type, (sa.Integer, sa.Float)) and not isinstance(c.type, sa.JSON)]
     exact = tr.seconds <= 6 * 3600 or not numeric
     if exact:

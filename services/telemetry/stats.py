@@ -7,19 +7,22 @@ raw rows."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from services.core.errors import InvalidQuery, site_unavailable
-from services.storage.dialect import bucket_epoch_expr, from_epoch, to_epoch
+from services.storage.dialect import bucket_epoch_expr, from_epoch, stored_time, to_epoch
 from services.storage.rollups import catch_up
+from services.storage.schema import is_key_column, time_column
 from services.telemetry.rows import Selector, where_clause
 from services.telemetry.timerange import TimeRange, local_midnight_epoch
 
 AGGS = ("avg", "min", "max", "count", "sum", "first", "last")
+RAW_AGGS: dict[str, Callable[[sa.ColumnElement[Any]], sa.ColumnElement[Any]]] = {
+    "avg": sa.func.avg, "min": sa.func.min, "max": sa.func.max, "count": sa.func.count, "sum": sa.func.sum}
 MAX_BUCKETS = 100_000
 AVG_DECIMALS = 9  # sums of sums and sums of rows differ in the last bits; this hides it
 
@@ -56,7 +59,7 @@ def check_bucket_count(tr: TimeRange, width_s: int) -> None:
 
 def numeric_fields(q_fields: Sequence[sa.Column[Any]]) -> None:
     bad = [c.name.lower() for c in q_fields if not isinstance(c.type, (sa.Integer, sa.Float, sa.Numeric))
-           or isinstance(c.type, sa.JSON) or c.name.upper() in ("TIMESTAMP", "BANK_ID", "RACK_ID")]
+           or isinstance(c.type, sa.JSON) or is_key_column(c)]
     if bad:
         raise InvalidQuery(f"field(s) {', '.join(bad)} cannot be aggregated (not numeric measurements)",
                            code="not_numeric", invalid_params=[{"name": "fields", "reason": f"{b} is not numeric"}
@@ -124,11 +127,11 @@ def _select(q: StatsQuery, tr: TimeRange, origin: int, rollup: sa.Table | None) 
     raw = store.table(q.sel.component)
     if rollup is not None:
         time_col = rollup.c.bucket
-        conds = [time_col >= _bind(store, tr.start), time_col < _bind(store, tr.end)]
+        conds = [time_col >= stored_time(tr.start, dialect), time_col < stored_time(tr.end, dialect)]
         conds += [rollup.c[c.name] == v for c, v in _id_filters(q.sel, raw)]
         source: Any = rollup
     else:
-        time_col = next(c for c in raw.columns if c.name.upper() == "TIMESTAMP")
+        time_col = time_column(raw)
         conds = where_clause(q.sel, raw, tr)
         source = raw
     bucket = bucket_epoch_expr(time_col, dialect, q.width_s, origin).label("b")
@@ -137,10 +140,6 @@ def _select(q: StatsQuery, tr: TimeRange, origin: int, rollup: sa.Table | None) 
         return _windowed(q, source, time_col, bucket, conds, rollup is not None)
     cols = [_agg(a, f, source, rollup is not None) for a, f in _labels(q)]
     return sa.select(bucket, *cols).where(*conds).group_by(bucket).order_by(bucket)
-
-
-def _bind(store: Any, value: Any) -> Any:
-    return to_epoch(value) if store.dialect == "sqlite" else value
 
 
 def _id_filters(sel: Selector, raw: sa.Table) -> list[tuple[sa.Column[Any], int]]:
@@ -155,15 +154,13 @@ def _id_filters(sel: Selector, raw: sa.Table) -> list[tuple[sa.Column[Any], int]
 
 def _agg(agg: str, field: sa.Column[Any], source: Any, rolled: bool) -> sa.ColumnElement[Any]:
     if not rolled:
-        fn = {"avg": sa.func.avg, "min": sa.func.min, "max": sa.func.max, "count": sa.func.count,
-              "sum": sa.func.sum}[agg]
-        return fn(source.c[field.name])
+        return RAW_AGGS[agg](source.c[field.name])
     c = source.c
     if agg == "avg":
         return sa.func.sum(c[f"{field.name}__sum"]) * 1.0 / sa.func.nullif(sa.func.sum(c[f"{field.name}__cnt"]), 0)
     if agg == "count":
         return sa.func.coalesce(sa.func.sum(c[f"{field.name}__cnt"]), 0)
-    return {"min": sa.func.min, "max": sa.func.max, "sum": sa.func.sum}[agg](c[f"{field.name}__{agg}"])
+    return RAW_AGGS[agg](c[f"{field.name}__{agg}"])  # min, max, sum of the minutes' min, max, sum
 
 
 def _windowed(q: StatsQuery, source: Any, time_col: Any, bucket: Any, conds: list[Any],
