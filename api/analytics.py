@@ -1,4 +1,4 @@
-"""Analytics routes under /api/ess/stats/ (API.md "Analytics"): thin adapters that parse
+"""Analytics routes under /api/ess/stats/: thin adapters that parse
 the query, call services.analytics.results and render bare arrays ordered by time.
 Nothing is computed from raw data or fitted here; the `ess analyze` job stores it all."""
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, jsonify, request
 
 from api.caching import note_range
+from api.paging import envelope, get_paging
 from api.params import get_int
 from api.routes import get_portal
 from api.spec import P_CURSOR, P_DATE, P_END, P_PAGE, P_START, Param, route
@@ -20,13 +20,11 @@ from services.protection.events import (
     EVENT_PAGE_SIZE,
     MAX_EVENT_PAGE_SIZE,
     EventFilter,
-    EventPage,
     check_filter_values,
     describe_map,
 )
 from services.protection.reads import read_episodes, read_events, read_level_counts
 from services.storage.dialect import to_epoch
-from services.telemetry.rows import Cursor
 from services.telemetry.timerange import TimeRange, parse_bucket_width, parse_range
 
 bp = Blueprint("ess_protection", __name__)
@@ -34,7 +32,7 @@ BASE = "/api/ess-feature/protectionmap"
 
 P_TIME = Param("time", "One second (ISO 8601; site-local without offset), instead of start-time/end-time.")
 P_LEVEL = Param("level", "1 warning, 2 fault (protection).", {"type": "integer", "enum": [1, 2]})
-P_CODE = Param("error_code", "Error code 1-14 (reference §3.3; threshold checks carry the BMS code of the same "
+P_CODE = Param("error_code", "Error code 1-14 (the original's table; threshold checks carry the BMS code of the same "
                "condition, e.g. over-voltage 6).", {"type": "integer", "minimum": 1, "maximum": 14})
 P_BANK = Param("bank_id", "Only this bank.", {"type": "integer"})
 P_RACK = Param("rack_id", "Only this rack (0: bank-level events).", {"type": "integer"})
@@ -53,16 +51,6 @@ COUNT_PARAMS = (Param("time-bucket-width", "Bucket width (1hour, 1days, 10min, P
 EPISODE_PARAMS = (P_DATE, P_START, P_END, *FILTERS,
                   Param("open", "true: only episodes a later run may still extend; false: only closed ones.",
                         {"type": "boolean"}), P_PAGE, P_SIZE, P_CURSOR)
-
-
-def _link(**changes: str | None) -> str:
-    args = dict(request.args.items(multi=False))
-    for key, value in changes.items():
-        if value is None:
-            args.pop(key, None)
-        else:
-            args[key] = value
-    return request.base_url + ("?" + urlencode(args) if args else "")
 
 
 def _optional_int(args: Mapping[str, str], name: str) -> int | None:
@@ -89,17 +77,7 @@ def _filter(args: Mapping[str, str], site: Site | None, tr: TimeRange | None) ->
 
 
 def _paging(args: Mapping[str, str]) -> dict[str, Any]:
-    return {"page_size": get_int(args, "page_size", EVENT_PAGE_SIZE, 1, MAX_EVENT_PAGE_SIZE),
-            "page": get_int(args, "page", 1, 1),
-            "cursor": Cursor.decode(args["cursor"]) if args.get("cursor") else None}
-
-
-def _envelope(page: EventPage) -> Response:
-    nxt = _link(cursor=page.next_cursor.encode(), page=None) if page.next_cursor else None
-    prev = None
-    if page.page > 1:
-        prev = _link(cursor=None, page=str(page.page - 1) if page.page > 2 else None)
-    return jsonify({"count": page.count, "next": nxt, "previous": prev, "results": page.rows})
+    return get_paging(args, EVENT_PAGE_SIZE, MAX_EVENT_PAGE_SIZE)
 
 
 def _site(site_id: int) -> Site:
@@ -121,7 +99,7 @@ def all_events() -> Response:
     tr = parse_range(request.args, tz, required=False, instant=True)
     f = _filter(request.args, None, tr)
     _note(tr)
-    return _envelope(read_events(portal, f, **_paging(request.args)))
+    return envelope(read_events(portal, f, **_paging(request.args)))
 
 
 @route(bp, BASE + "/operating-sites/{site}/", summary="Protection events of one site, newest first (paged).",
@@ -131,7 +109,7 @@ def site_events(site: int) -> Response:
     tr = parse_range(request.args, one.tz, required=False, instant=True)
     f = _filter(request.args, one, tr)
     _note(tr)
-    return _envelope(read_events(portal, f, **_paging(request.args)))
+    return envelope(read_events(portal, f, **_paging(request.args)))
 
 
 @route(bp, BASE + "/operating-sites/{site}/stats/log-level-count/",
@@ -163,7 +141,7 @@ def episodes(site: int) -> Response:
     f = _filter(args, one, tr)
     is_open = _boolean(args, "open")
     _note(tr)
-    return _envelope(read_episodes(portal, f, is_open=is_open, **_paging(args)))
+    return envelope(read_episodes(portal, f, is_open=is_open, **_paging(args)))
 
 
 def _boolean(args: Mapping[str, str], name: str) -> bool | None:

@@ -59,7 +59,7 @@ P_NO_PAGE = Param("no_page", "Present: the whole range as a bare array (at most 
 RANGE_PARAMS = (P_DATE, P_START, P_END)
 LIST_PARAMS = (*RANGE_PARAMS, P_FIELDS, P_OMIT, P_PAGE, P_PAGE_SIZE, P_CURSOR, P_NO_PAGE)
 
-# The scope a route needs unless it says otherwise (API.md "Access"): `deidentified` reads
+# The scope a route needs unless it says otherwise (README: Access control): `deidentified` reads
 # de-identified rows, statistics, analytics and events; `raw` adds raw operating data and raw
 # downloads; `admin` adds the admin routes. None = open (health, the API description).
 TAG_SCOPES: dict[str, str | None] = {

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
 from api.caching import note_range
-from api.params import get_int
+from api.paging import envelope, get_paging
 from api.routes import get_portal
 from api.spec import LIST_PARAMS, P_FIELDS, P_OMIT, route
 from services.telemetry.rows import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
-    Cursor,
     Selector,
     fetch_all,
     fetch_latest,
@@ -30,17 +28,6 @@ from services.telemetry.timerange import parse_range
 
 bp = Blueprint("ess_telemetry", __name__)
 BASE = "/api/ess/operating-sites/{site}"
-
-
-def _link(**changes: str | None) -> str:
-    args = {k: v for k, v in request.args.items(multi=False)}
-    for key, value in changes.items():
-        key = key.replace("_", "-") if key in ("start_time", "end_time") else key
-        if value is None:
-            args.pop(key, None)
-        else:
-            args[key] = value
-    return request.base_url + ("?" + urlencode(args) if args else "")
 
 
 ColumnResolver = Callable[[Selector, str | None, str | None], list[sa.Column[Any]]]
@@ -60,15 +47,8 @@ def list_rows(sel: Selector, resolve: ColumnResolver = resolve_columns, rename: 
     if "no_page" in args:
         rows = fetch_all(sel, tr, columns)
         return jsonify(rename(rows) if rename else rows)
-    size = get_int(args, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    cursor = Cursor.decode(args["cursor"]) if args.get("cursor") else None
-    page = fetch_page(sel, tr, columns, page_size=size, page=get_int(args, "page", 1, 1), cursor=cursor)
-    nxt = _link(cursor=page.next_cursor.encode(), page=None) if page.next_cursor else None
-    prev = None
-    if page.page > 1:
-        prev = _link(cursor=None, page=str(page.page - 1) if page.page > 2 else None)
-    results = rename(page.rows) if rename else page.rows
-    return jsonify({"count": page.count, "next": nxt, "previous": prev, "results": results})
+    page = fetch_page(sel, tr, columns, **get_paging(args, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
+    return envelope(page, rename(page.rows) if rename else None)
 
 
 def latest_row(sel: Selector) -> Response:

@@ -33,9 +33,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from services.core.registry import Bank, demo_sites, format_registry  # noqa: E402
-from services.demo.writer import write_demo  # noqa: E402
-from services.storage.rollups import catch_up  # noqa: E402
-from services.storage.sitestore import SiteStore  # noqa: E402
+from services.demo.writer import fill_site  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/ess_bench"
@@ -75,10 +73,7 @@ def generate(data_dir: Path, hours: int, stats_days: int, with_pg: bool) -> list
     for site in sites:
         span = timedelta(days=stats_days) if site.id in (12, 112) else timedelta(hours=hours)
         t = time.perf_counter()
-        write_demo(site, start, start + span, seed=7, anchor=DAY, progress=False)
-        store = SiteStore(site)
-        for comp in site.column_sets:
-            catch_up(store, comp, create=True)
+        fill_site(site, start, start + span, anchor=DAY)
         print(f"generated site {site.id} ({site.database_url.split(':')[0]}), {span}: {time.perf_counter() - t:.1f} s",
               flush=True)
     (data_dir / "sites.toml").write_text(format_registry(sites), encoding="utf-8")

@@ -106,11 +106,8 @@ def bench_generation(site: Site, hours: float, db_dir: Path, repeat: int) -> Non
 
 
 def bench_ingestion(site: Site, hours: float, db_dir: Path) -> None:
-    try:
-        from services.ingest.loader import ingest_file
-    except ImportError:
-        print("ingestion: skipped (services.ingest missing)")
-        return
+    from services.ingest.loader import ingest_file
+
     start = datetime.combine(DAY, datetime.min.time(), tzinfo=site.tz)
     rack = next(f for c, f in iter_frames(site, start, start + timedelta(hours=hours), anchor=DAY) if c == "rack")
     csv_path = db_dir / f"{DAY:%Y%m%d}_rack.csv"

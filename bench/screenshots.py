@@ -48,9 +48,7 @@ def make_demo(data_dir: Path, days_before: int = 2, until: dtime = dtime(15, 5))
     day to `until` on the day after it: the hot afternoon of site 2 bank 1 rack 2 and the
     weak cell of rack 3 are then the newest data, and the forecasts have earlier days."""
     from services.core.registry import Bank, demo_sites, format_registry
-    from services.demo.writer import write_demo
-    from services.storage.rollups import catch_up
-    from services.storage.sitestore import SiteStore
+    from services.demo.writer import fill_site
 
     one, two, three = demo_sites()
     small = [dataclasses.replace(one, banks=(Bank(1, (1, 2, 3, 4)),)),
@@ -62,10 +60,7 @@ def make_demo(data_dir: Path, days_before: int = 2, until: dtime = dtime(15, 5))
                                    demo_anchor=DAY)
         start = datetime.combine(DAY - timedelta(days=days_before), dtime(0), tzinfo=site.tz)
         end = datetime.combine(DAY + timedelta(days=1), until, tzinfo=site.tz)
-        write_demo(site, start, end, seed=7, anchor=DAY, progress=False)
-        store = SiteStore(site)
-        for component in site.column_sets:
-            catch_up(store, component, create=True)
+        fill_site(site, start, end, anchor=DAY)
         sites.append(site)
         print(f"site {site.id} generated", flush=True)
     registry = data_dir / "sites.toml"

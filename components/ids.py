@@ -130,7 +130,6 @@ DOWNLOADS = SelectionIds("downloads")
 DOWNLOADS_TYPES = "downloads-types"
 DOWNLOADS_MODE = "downloads-mode"
 DOWNLOADS_ESTIMATE = "downloads-estimate"
-DOWNLOADS_LINKS = "downloads-links"
 
 # ----- api --------------------------------------------------------------------------
 API = SelectionIds("api")

@@ -1,5 +1,5 @@
 """Pure figure builders of the safety page. Inputs have the shapes of the analytics API
-(spec/API.md "Analytics"): rows with `time` and values, as the services return them."""
+(the `/api/ess/stats/` routes' shapes): rows with `time` and values, as the services return them."""
 
 from __future__ import annotations
 

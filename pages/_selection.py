@@ -23,7 +23,7 @@ from components.urlstate import DEFAULT_SPAN, ViewState, apply_changes, get_time
 from services.core.errors import NotFound
 from services.core.portal import Portal
 from services.core.registry import Site
-from services.telemetry.rows import make_selector
+from services.telemetry.rows import Selector, make_selector
 from services.telemetry.series import get_newest_time
 from services.telemetry.timerange import TimeRange
 
@@ -31,6 +31,14 @@ from services.telemetry.timerange import TimeRange
 def get_portal() -> Portal:
     portal: Portal = current_app.extensions["ess"]
     return portal
+
+
+def selector_of(state: ViewState) -> Selector:
+    """The rows the state selects (bank and rack only where the data type has them)."""
+    component = state.component or "rack"
+    return make_selector(get_portal().store(state.site or 0), component,
+                         state.bank if component in ("bank", "rack") else None,
+                         state.rack if component == "rack" else None)
 
 
 def site_and_range(state: ViewState) -> tuple[Site, TimeRange | None]:
@@ -51,16 +59,12 @@ def search_or_no_update(new: ViewState, old: ViewState) -> Any:
 
 def quick_range_search(state: ViewState, span: str) -> Any:
     """The URL of `span` ending at the newest data of the page's selection."""
-    portal = get_portal()
-    site = portal.registry.get_site(state.site or 0)
-    component = state.component or "rack"
-    sel = make_selector(portal.store(site.id), component, state.bank if component in ("bank", "rack") else None,
-                        state.rack if component == "rack" else None)
+    sel = selector_of(state)
     try:
-        start, end = make_quick_range(span, get_newest_time(sel), site)
+        start, end = make_quick_range(span, get_newest_time(sel), sel.site)
     except NotFound:  # no rows at all: the page's data callback already says so
         return dash.no_update
-    return search_or_no_update(apply_changes(state, portal.registry, start=start, end=end), state)
+    return search_or_no_update(apply_changes(state, get_portal().registry, start=start, end=end), state)
 
 
 def register_selection_callbacks(sids: SelectionIds, *, pickers: Sequence[str] = ("site", "bank", "rack"),
@@ -107,13 +111,9 @@ def with_default_range(state: ViewState) -> ViewState:
     (unchanged when the selection holds no rows)."""
     if state.start and state.end:
         return state
-    portal = get_portal()
-    site = portal.registry.get_site(state.site or 0)
-    component = state.component or "rack"
-    sel = make_selector(portal.store(site.id), component, state.bank if component in ("bank", "rack") else None,
-                        state.rack if component == "rack" else None)
+    sel = selector_of(state)
     try:
-        start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(sel), site)
+        start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(sel), sel.site)
     except NotFound:
         return state
     return replace(state, start=start, end=end)

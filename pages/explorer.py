@@ -21,14 +21,14 @@ from components.links import make_download_url, make_rows_url, make_stats_url
 from components.tables import make_columns, make_data_table
 from components.theme import GRAPH_CONFIG
 from components.urlstate import DEFAULT_SPAN, Problem, ViewState, get_time_range, make_quick_range, parse_view_state
-from pages._selection import get_portal, has_route, register_selection_callbacks
+from pages._selection import get_portal, has_route, register_selection_callbacks, selector_of, site_and_range
 from services.core.access import may_read_raw
 from services.core.catalogue import Field, is_sensitive
 from services.core.errors import EssError, NotFound
 from services.core.i18n import get_translator
 from services.core.registry import Registry
 from services.telemetry.deid import list_public_fields
-from services.telemetry.rows import Selector, fetch_page, make_selector, resolve_columns
+from services.telemetry.rows import Selector, fetch_page, resolve_columns
 from services.telemetry.series import choose_width, get_newest_time, get_series
 
 dash.register_page(__name__, path="/explorer", name="Explorer", order=2, nav_key="nav_explorer",
@@ -38,14 +38,6 @@ SIDS = ids.EXPLORER
 COMPONENTS = ("rack", "bank", "pcs", "etc")
 DEFAULT_FIELDS = {"rack": ("rack_soc", "rack_max_cell_voltage", "rack_min_cell_voltage"),
                   "bank": ("bank_soc", "bank_power"), "etc": ("sensor1_temperature", "sensor1_humidity")}
-
-
-def get_selector(state: ViewState) -> Selector:
-    """The rows the state selects (bank and rack only where the data type has them)."""
-    portal = get_portal()
-    comp = state.component or "rack"
-    bank = state.bank if comp in ("bank", "rack") else None
-    return make_selector(portal.store(state.site or 0), comp, bank, state.rack if comp == "rack" else None)
 
 
 def resolve_fields(state: ViewState, fields: list[Field]) -> tuple[ViewState, list[Problem]]:
@@ -69,7 +61,7 @@ def resolve_state(query: dict[str, str], registry: Registry) -> tuple[ViewState,
     state, more = resolve_fields(state, fields)
     if state.start is None:
         try:
-            start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(get_selector(state)),
+            start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(selector_of(state)),
                                           registry.get_site(state.site or 0))
             state = replace(state, start=start, end=end)
         except NotFound:
@@ -117,8 +109,7 @@ def readable_state(data: dict[str, Any]) -> ViewState:
 
 
 def get_time_range_seconds(state: ViewState) -> int:
-    site = get_portal().registry.get_site(state.site or 0)
-    tr = get_time_range(state, site)
+    _site, tr = site_and_range(state)
     return tr.seconds if tr else 86400
 
 
@@ -170,7 +161,7 @@ def update_chart(data: dict[str, Any], lang: str) -> tuple[Any, str, Any]:
     if state.site is None:
         return make_empty_figure(), "", None
     try:
-        sel = get_selector(state)
+        sel = selector_of(state)
         tr = get_time_range(state, sel.site)
         if tr is None:
             return make_empty_figure(t("chart_empty")), "", make_no_data_alert(None, lang)
@@ -201,7 +192,7 @@ def update_table(data: dict[str, Any], page_current: int | None, lang: str) -> t
     if state.site is None or not state.start:
         return [], [], 1, None
     try:
-        sel = get_selector(state)
+        sel = selector_of(state)
         tr = get_time_range(state, sel.site)
         assert tr is not None
         names = ["timestamp", *state.fields]

@@ -93,11 +93,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def looks_like_token(value: str) -> bool:
-    """True for text shaped like one of our tokens (used to redact logs)."""
-    return value.startswith(TOKEN_PREFIX) and len(value) > len(TOKEN_PREFIX) + 20
-
-
 def _ensure_table(engine: Engine) -> None:
     """Create `api_token` once per database (open_app_db creates it too; this covers
     engines made elsewhere, e.g. by tests)."""

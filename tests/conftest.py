@@ -19,10 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.core.registry import Bank, Site, demo_sites, format_registry
-from services.demo.writer import write_demo
+from services.demo.writer import fill_site
 from services.storage.engines import dispose_engines
-from services.storage.rollups import catch_up
-from services.storage.sitestore import SiteStore
 
 PG_ADMIN_URL = os.environ.get("ESS_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -66,16 +64,6 @@ def place_site(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         return dataclasses.replace(site, database_url=url, schema=schema)
 
     return place
-
-
-def fill_site(site: Site, start: datetime, end: datetime, seed: int = 7) -> SiteStore:
-    """Generated demo rows for [start, end) in the site's tables (created as needed) and
-    every component's per-minute rollups brought up to date."""
-    write_demo(site, start, end, seed=seed, anchor=site.demo_anchor, progress=False)
-    store = SiteStore(site)
-    for component in site.column_sets:
-        catch_up(store, component, create=True)
-    return store
 
 
 # ----- one demo portal for the whole session: SQLite sites 1-3, PostgreSQL sites 101-103 --

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.core.registry import Bank, Site, demo_sites, format_registry
-from tests.conftest import fill_site
+from services.demo.writer import fill_site
 
 DAY = date(2022, 9, 1)
 START = time(10, 0)  # local time of the first row

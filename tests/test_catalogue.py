@@ -370,10 +370,8 @@ def test_describe_unknown_field_is_plain():
 
 # --- against the original UI's protection map --------------------------------------------
 
-PROTECTION_MAP_CANDIDATES = [
-    Path(__file__).resolve().parents[1] / "data" / "ess_protection_map.json",
-    Path("/work/shared/data/ess_protection_map.json"),
-]
+# The shipped default map: the original's v4.0 map (same names) with explicit limits added.
+PROTECTION_MAP = Path(__file__).resolve().parents[1] / "services" / "protection" / "defaults" / "protection_map.json"
 
 # Names the original ess_protection_map.json uses that the catalogue lacks, with the reason.
 # Checked against the map's version 4.0: every name exists, so this stays empty.
@@ -381,10 +379,7 @@ PROTECTION_MAP_EXCEPTIONS: dict[str, str] = {}
 
 
 def load_protection_map() -> dict:
-    for path in PROTECTION_MAP_CANDIDATES:
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
-    pytest.skip("ess_protection_map.json not available")
+    return json.loads(PROTECTION_MAP.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize(("site", "component", "variant"), [

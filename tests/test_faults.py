@@ -23,10 +23,10 @@ import pytest
 import sqlalchemy as sa
 
 from services.core.registry import Site, format_registry
-from services.demo.writer import write_demo
+from services.demo.writer import fill_site, write_demo
 from services.storage.engines import dispose_engines, get_engine
 from services.storage.sitestore import SiteStore
-from tests.conftest import PG_ADMIN_URL, fill_site, small_demo_sites
+from tests.conftest import PG_ADMIN_URL, small_demo_sites
 
 DAY = date(2022, 9, 1)
 MINUTES = 20

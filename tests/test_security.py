@@ -454,7 +454,6 @@ def test_the_openapi_document_names_the_limits(sec_app: Any) -> None:
 
 @pytest.fixture(scope="module")
 def auth_app(sec_env: SmallEnv, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pytest.importorskip("services.tokens")
     return make_small_app(sec_env, ESS_AUTH="on", ESS_APP_DB_URL=f"sqlite:///{tmp_path_factory.mktemp('auth')}/a.db")
 
 

@@ -1,4 +1,4 @@
-"""Safety indices and forecasts (docs: spec/ANALYTICS.md).
+"""Safety indices and forecasts (the formulas are stated in each module).
 
 * `sos` State of Safety per sample, seven factors from the protection map;
 * `exsos` the fuzzy Extended SoS every 10 minutes (rack and bank);

@@ -33,7 +33,6 @@ SOS_BUCKET_S = 10
 WINDOW_S = exsos_mod.WINDOW_S
 CHUNK_S = 3 * 3600
 FORECAST_BLOCK_DAYS = 7  # issue days per grid read
-TASKS = ("sos", "daily", "sol", "forecast", "forecast_1d")
 
 
 @dataclass
@@ -67,6 +66,10 @@ class TaskContext:
     @property
     def tz(self) -> str:
         return self.site.timezone
+
+    def version(self, task: str) -> str:
+        """The formula and map version a task's stored rows must carry."""
+        return self.versions[task]
 
 
 # ----- job state -------------------------------------------------------------------------
@@ -118,9 +121,10 @@ def task_versions(site: Site) -> dict[str, str]:
     }
 
 
-def resume_from(ctx: TaskContext, task: str, version: str) -> int | None:
+def resume_from(ctx: TaskContext, task: str) -> int | None:
     """The task's watermark, or None after wiping its rows when it has none or its
     version changed (everything is then recomputed)."""
+    version = ctx.version(task)
     saved = get_state(ctx.engine, ctx.sid, task)
     if saved is not None and saved[1] == version:
         return saved[0]

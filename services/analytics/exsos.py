@@ -1,4 +1,4 @@
-"""Extended SoS (ExSoS), our fuzzy definition (spec/ANALYTICS.md):
+"""Extended SoS (ExSoS), our fuzzy definition:
 
 1. every 10-minute window of a rack is charge, discharge or rest by its mean current
    (dead band ±STATE_DEADBAND_A);

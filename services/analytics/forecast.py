@@ -1,4 +1,4 @@
-"""Forecasts on regular per-rack grids, with rolling-origin backtests (spec/ANALYTICS.md).
+"""Forecasts on regular per-rack grids, with rolling-origin backtests.
 
 Grid: per rack, 1-minute means (from the per-minute rollups), one row per minute. A value
 labelled T is the mean over [T - 1 min, T), so it is known at T. Gaps stay NaN; inputs

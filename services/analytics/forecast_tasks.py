@@ -20,9 +20,8 @@ from services.analytics.bookkeeping import (
     set_state,
     timed,
 )
-from services.analytics.index_tasks import ctx_version, first_raw
 from services.analytics.inputs import read_rollup_means
-from services.analytics.writes import clean, insert_rows
+from services.analytics.writes import clean, replace_rows
 
 # ----- 4./5. forecasts -------------------------------------------------------------------
 
@@ -94,9 +93,9 @@ def _history(ctx: TaskContext, target: str, key: tuple[int, int], lo: int, hi: i
 def run_forecast(ctx: TaskContext, horizon: int) -> None:
     """10-minute forecasts for issue times in (watermark, horizon]."""
     with timed(ctx, "forecast") as rep:
-        version = ctx_version(ctx, "forecast")
-        mark = resume_from(ctx, "forecast", version)
-        first = first_raw(ctx)
+        version = ctx.version("forecast")
+        mark = resume_from(ctx, "forecast")
+        first = ctx.first
         if first is None:
             return
         begin = mark + fc.ISSUE_EVERY_S if mark is not None else ceil_to(max(first, ctx.start or first) + 60,
@@ -126,7 +125,7 @@ def run_forecast(ctx: TaskContext, horizon: int) -> None:
 def _forecast_day(ctx: TaskContext, grids: dict[tuple[int, int], fc.Grid], day: int, origins: np.ndarray,
                   horizon: int) -> int:
     written = 0
-    version = ctx_version(ctx, "forecast")
+    version = ctx.version("forecast")
     cache: dict[tuple[int, int, str], np.ndarray | None] = {}
     for key, grid in grids.items():
         for target in fc.TARGETS:
@@ -161,10 +160,9 @@ def _forecast_day(ctx: TaskContext, grids: dict[tuple[int, int], fc.Grid], day: 
                              "version": version})
             f = st.forecast
             with ctx.engine.begin() as conn:
-                conn.execute(sa.delete(f).where(f.c.site_id == ctx.sid, f.c.target == target,
-                                                f.c.bank_id == key[0], f.c.rack_id == key[1],
-                                                f.c.time >= int(origins[0]), f.c.time <= int(origins[-1])))
-                insert_rows(conn, f, rows)
+                replace_rows(conn, f, [f.c.site_id == ctx.sid, f.c.target == target, f.c.bank_id == key[0],
+                                       f.c.rack_id == key[1], f.c.time >= int(origins[0]),
+                                       f.c.time <= int(origins[-1])], rows)
             written += len(rows)
     return written
 
@@ -184,9 +182,9 @@ def _update_observed(ctx: TaskContext, target: str, key: tuple[int, int], rows: 
 def run_forecast_1d(ctx: TaskContext, horizon: int) -> None:
     """1-day forecasts issued at each local midnight <= horizon after a complete day."""
     with timed(ctx, "forecast_1d") as rep:
-        version = ctx_version(ctx, "forecast_1d")
-        mark = resume_from(ctx, "forecast_1d", version)
-        first = first_raw(ctx)
+        version = ctx.version("forecast_1d")
+        mark = resume_from(ctx, "forecast_1d")
+        first = ctx.first
         if first is None:
             return
         if ctx.end is not None:
@@ -220,7 +218,7 @@ def _forecast_1d_day(ctx: TaskContext, grids: dict[tuple[int, int], fc.Grid], da
     f = st.forecast_day
     steps = fc.step_times(day)
     n = 0
-    version = ctx_version(ctx, "forecast_1d")
+    version = ctx.version("forecast_1d")
     for key, grid in grids.items():
         observed = fc.ten_minute_means(grid, fc.TARGET_1D, day, fc.STEPS_1D)
         observed = np.where(steps + fc.ISSUE_EVERY_S <= horizon, observed, np.nan)
@@ -236,8 +234,7 @@ def _forecast_1d_day(ctx: TaskContext, grids: dict[tuple[int, int], fc.Grid], da
                "values": clean({"time": [int(s) for s in steps], **values}), "observed": clean(observed),
                "lower": clean(lower), "upper": clean(upper), "default_model": default, "version": version}
         with ctx.engine.begin() as conn:
-            conn.execute(sa.delete(f).where(*where))
-            conn.execute(sa.insert(f).values(**row))
+            replace_rows(conn, f, where, [row])
         n += 1
     return n
 

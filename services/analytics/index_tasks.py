@@ -34,7 +34,7 @@ from services.analytics.sos import (
     compute_sos,
     sos_parameters,
 )
-from services.analytics.writes import clean, frame_records, insert_rows
+from services.analytics.writes import clean, frame_records, replace_rows
 from services.protection.maps import load_protection_map
 
 # ----- 1. SoS, SoS per minute, ExSoS -----------------------------------------------------
@@ -53,10 +53,9 @@ def _sos_chunk(ctx: TaskContext, params: Any, a: int, b: int) -> int:
     ex_rows = _exsos_rows(ctx, params, frame)
     with ctx.engine.begin() as conn:
         for table, rows in ((st.sos, worst_rows), (st.sos_minute, minute_rows), (st.exsos, ex_rows)):
-            conn.execute(sa.delete(table).where(table.c.site_id == ctx.sid, table.c.time >= a, table.c.time < b))
-            insert_rows(conn, table, rows)
+            replace_rows(conn, table, [table.c.site_id == ctx.sid, table.c.time >= a, table.c.time < b], rows)
         n_socp = _add_socp_counts(ctx, conn, frame)
-        set_state(conn, ctx.sid, "sos", b, ctx_version(ctx, "sos"))
+        set_state(conn, ctx.sid, "sos", b, ctx.version("sos"))
     return len(worst_rows) + len(minute_rows) + len(ex_rows) + n_socp
 
 
@@ -79,9 +78,8 @@ def _add_socp_counts(ctx: TaskContext, conn: sa.Connection, frame: pd.DataFrame)
         if old:
             counts = socp_mod.add_counts(pd.DataFrame(old, columns=[*socp_mod.COUNT_KEYS, *SOCP_DAILY_VALUES]),
                                          counts)
-        conn.execute(sa.delete(t).where(t.c.site_id == ctx.sid, t.c.time == int(day)))
         rows = frame_records(counts.assign(site_id=ctx.sid, time=int(day)), [c.name for c in t.columns])
-        insert_rows(conn, t, rows)
+        replace_rows(conn, t, [t.c.site_id == ctx.sid, t.c.time == int(day)], rows)
         written += len(rows)
     return written
 
@@ -130,16 +128,12 @@ def _detail(r: dict[str, Any]) -> dict[str, Any]:
     return detail
 
 
-def ctx_version(ctx: TaskContext, task: str) -> str:
-    return ctx.versions[task]
-
-
 def run_sos(ctx: TaskContext, newest: int) -> int:
     """Returns the watermark reached (end of the last complete 10 minutes)."""
     params = sos_parameters(load_protection_map(ctx.site))
     with timed(ctx, "sos") as rep:
-        mark = resume_from(ctx, "sos", ctx_version(ctx, "sos"))
-        first = first_raw(ctx)
+        mark = resume_from(ctx, "sos")
+        first = ctx.first
         if first is None:
             return 0
         a = mark if mark is not None else floor_to(max(first, ctx.start or first), WINDOW_S)
@@ -156,16 +150,12 @@ def run_sos(ctx: TaskContext, newest: int) -> int:
         return max(a, horizon)
 
 
-def first_raw(ctx: TaskContext) -> int | None:
-    return ctx.first
-
-
 # ----- 2. SoCP and SoH per day -----------------------------------------------------------
 
 def _days(ctx: TaskContext, task: str, horizon: int) -> tuple[list[int], int | None]:
     """Complete local days (midnights) not yet done by `task`, whose end <= horizon."""
-    mark = resume_from(ctx, task, ctx_version(ctx, task))
-    first = first_raw(ctx)
+    mark = resume_from(ctx, task)
+    first = ctx.first
     if first is None:
         return [], mark
     lo = mark if mark is not None else local_midnight(max(first, ctx.start or first), ctx.tz)
@@ -209,12 +199,10 @@ def _daily(ctx: TaskContext, d0: int, d1: int) -> int:
                                   "soc_range": int(r["soc_range"]), "samples": int(r["samples"]),
                                   "entropy": clean(r["entropy"]), "bound": int(r["bound"]),
                                   "flagged": r["flagged"], "value": r["value"], "version": version})
-        conn.execute(sa.delete(st.socp).where(st.socp.c.site_id == ctx.sid, st.socp.c.time == d0))
-        insert_rows(conn, st.socp, socp_rows)
+        replace_rows(conn, st.socp, [st.socp.c.site_id == ctx.sid, st.socp.c.time == d0], socp_rows)
         day = pd.Timestamp(d0, unit="s", tz="UTC").tz_convert(ctx.tz).date()
-        conn.execute(sa.delete(st.soh).where(st.soh.c.site_id == ctx.sid, st.soh.c.date == day))
-        insert_rows(conn, st.soh, soh_rows)
-        set_state(conn, ctx.sid, "daily", d1, ctx_version(ctx, "daily"))
+        replace_rows(conn, st.soh, [st.soh.c.site_id == ctx.sid, st.soh.c.date == day], soh_rows)
+        set_state(conn, ctx.sid, "daily", d1, ctx.version("daily"))
     return len(socp_rows) + len(soh_rows)
 
 
@@ -236,8 +224,8 @@ def _soh_rows(ctx: TaskContext, d0: int, d1: int) -> list[dict[str, Any]]:
 
 def run_sol(ctx: TaskContext, new_days: int) -> None:
     with timed(ctx, "sol") as rep:
-        version = ctx_version(ctx, "sol")
-        mark = resume_from(ctx, "sol", version)
+        version = ctx.version("sol")
+        mark = resume_from(ctx, "sol")
         with ctx.engine.connect() as conn:
             got = conn.execute(sa.select(st.soh.c.bank_id, st.soh.c.date, st.soh.c.value)
                                .where(st.soh.c.site_id == ctx.sid, st.soh.c.rack_id == 0)
@@ -255,8 +243,7 @@ def run_sol(ctx: TaskContext, new_days: int) -> None:
             rows = frame_records(result.rows.assign(site_id=ctx.sid, bank_id=int(bank_id)),
                                     [c.name for c in st.sol.columns])
             with ctx.engine.begin() as conn:
-                conn.execute(sa.delete(st.sol).where(st.sol.c.site_id == ctx.sid, st.sol.c.bank_id == int(bank_id)))
-                insert_rows(conn, st.sol, rows)
+                replace_rows(conn, st.sol, [st.sol.c.site_id == ctx.sid, st.sol.c.bank_id == int(bank_id)], rows)
                 conn.execute(sa.delete(st.sol_fit).where(st.sol_fit.c.site_id == ctx.sid,
                                                          st.sol_fit.c.bank_id == int(bank_id)))
                 conn.execute(sa.insert(st.sol_fit).values(

@@ -30,7 +30,6 @@ from services.telemetry.timerange import Bounds
 MAX_ROWS = 100_000
 MAX_SOS_SAMPLES = 1_000_000  # stored 10-s rows one SoS request may aggregate
 SOS_BASE_S = 10
-TARGETS_10M = fc.TARGETS
 TARGET_1D = f"{fc.TARGET_1D}_1d"
 ACCURACY_TARGETS = (*fc.TARGETS, TARGET_1D)
 

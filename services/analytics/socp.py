@@ -1,4 +1,4 @@
-"""State of Cell Position (SoCP), our definition (spec/ANALYTICS.md).
+"""State of Cell Position (SoCP), our definition.
 
 For a rack, a look-back period (1, 7 or 30 days ending with the row's day), a state
 (charge, discharge, rest: the sample's current against the ExSoS dead band) and a 10 % SoC

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from services.storage.dialect import insert_tuples
 
@@ -71,8 +71,8 @@ def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], c
     insert_tuples(conn, head, len(names), tuples)
 
 
-def replace_range(engine: Engine, table: sa.Table, where: Iterable[Any], rows: list[dict[str, Any]]) -> None:
-    """Delete the rows matching `where` and insert `rows`, in one transaction."""
-    with engine.begin() as conn:
-        conn.execute(sa.delete(table).where(*where))
-        insert_rows(conn, table, rows)
+def replace_rows(conn: Connection, table: sa.Table, where: Iterable[Any], rows: list[dict[str, Any]]) -> None:
+    """Delete the rows matching `where` and insert `rows` (the caller's transaction, which
+    also moves the task's watermark: a re-run replaces exactly what it computes again)."""
+    conn.execute(sa.delete(table).where(*where))
+    insert_rows(conn, table, rows)

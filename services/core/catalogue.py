@@ -1,7 +1,7 @@
 """The field catalogue: every column of every column-set variant, with unit, meaning
 and whether it is sensitive (de-identified).
 
-Variants (DATA.md, reference study §2.2):
+Variants (the column sets of the original's three sites):
   bank: "site1" (45 columns), "site23" (51)
   rack: "site1" (48), "site23" (58)
   pcs:  "site1" (91), "site2" (54), "site3" (55)
@@ -43,8 +43,8 @@ class Field:
 VARIANTS: dict[tuple[str, str], tuple[Field, ...]] = {}
 
 # Names that the substring rule (fault/warning/protection) misses but that are sensitive.
-# The original de-identified by substring only and so published these in clear (reference
-# study §6: "sensitive but missed"). Criterion: the column reports a device fault, error,
+# The original de-identified by substring only and so published these in clear ("sensitive
+# but missed"). Criterion: the column reports a device fault, error,
 # trip or alarm condition, i.e. the same kind of information as the *_FAULT / *_WARNING
 # columns. Plain operating states (run/stop, charge/discharge, contactor inputs, set-points)
 # stay in clear.
@@ -55,7 +55,7 @@ EXTRA_SENSITIVE: frozenset[str] = frozenset({
     # site-2/3 bank alarm bits that the original protection map flags as alarms
     # (communication loss, emergency, off-gas detector, emergency origin)
     "RACK_TO_MASTER_BMS_COMMUNICATION_STATUS", "EMERGENCY_STATUS", "TVOC_STATUS", "EMERGENCY_SOURCE",
-    # site-2 PCS: every FLT_* trip bit. ST_FAULT is listed by API.md and reference §6 as
+    # site-2 PCS: every FLT_* trip bit. ST_FAULT is listed by the original API as
     # "missed", but "FAULT" is a substring of it, so the rule already catches it; it is kept
     # here only so that the list matches the spec's wording.
     "ST_FAULT",
@@ -187,7 +187,7 @@ _SITE1_RACK_COMM: list[Spec] = [
     for r in range(1, 9)
 ]
 
-# Site 1: the Django model order (reference §2.2 "Model column order for site 1 bank").
+# Site 1: the Django model order (the original's model column order for the site-1 bank).
 VARIANTS[("bank", "site1")] = _fields([
     TIMESTAMP, BANK_ID, *_BANK_SOC_SOH, *_BANK_VI, *_BANK_CELL_EXTREMES, _BANK_POWER,
     *_BANK_WARNINGS, *_BANK_FAULTS, *_SITE1_RACK_COMM,
@@ -197,7 +197,7 @@ VARIANTS[("bank", "site1")] = _fields([
      "마스터 BMS-랙 통신 고장, 임의 랙 (0/1)"),
 ])
 
-# Sites 2/3: the physical order of the Panri table (reference §2.2; it is also the order
+# Sites 2/3: the physical order of the Panri table (it is also the order
 # of the site-2 collector's CREATE TABLE and of the Modbus registers).
 VARIANTS[("bank", "site23")] = _fields([
     TIMESTAMP, BANK_ID, *_BANK_SOC_SOH, *_BANK_VI, _BANK_POWER, *_BANK_CELL_EXTREMES, *_BANK_MODULE_EXTREMES,
@@ -330,7 +330,7 @@ _PCS1_STATUS_BITS: dict[int, tuple[str, str]] = {
     14: ("island (stand-alone) mode", "독립운전 모드"),
     15: ("fault clear", "고장 해제"),
 }
-# Protection words 1 and 2 have 16 bits each, word 3 has bits 0..10 (reference §2.2).
+# Protection words 1 and 2 have 16 bits each, word 3 has bits 0..10.
 _PCS1_PROTECTION_BITS: list[tuple[int, int]] = (
     [(1, b) for b in range(16)] + [(2, b) for b in range(16)] + [(3, b) for b in range(11)]
 )

@@ -238,7 +238,7 @@ def format_registry(sites: list[Site] | tuple[Site, ...]) -> str:
 
 
 def demo_sites(database_url_template: str = "sqlite:///site{id}.sqlite", schema_template: str = "") -> list[Site]:
-    """The three demo sites, modelled on the real ones (docs: DATA.md, 'Demo sites').
+    """The three demo sites, modelled on the real ones (README: the embedded demo).
 
     `database_url_template` and `schema_template` take `{id}`; e.g. one PostgreSQL
     database with a schema per site: ("postgresql+psycopg2://.../ess", "site{id}").

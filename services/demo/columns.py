@@ -35,7 +35,7 @@ _WARNING_NAMES, _FAULT_NAMES = RACK_WARNING_FLAGS, RACK_FAULT_FLAGS
 
 def _rack_flags(day: Day) -> dict[str, np.ndarray]:
     """BMS flags of every rack second (R, N), from the reported values and the limits of
-    reference §3.2, strictly beyond the limit."""
+    the original's threshold table, strictly beyond the limit."""
     if "flags" in day.cache:
         return day.cache["flags"]
     r, lim = day.racks, LIMITS
@@ -388,7 +388,7 @@ def _etc_columns(day: Day, variant: str, fields: tuple[catalogue.Field, ...]) ->
     for name in ("INV1_ACTIVE_POWER", "ACTIVE_POWER_TOTAL"):
         c[name] = np.round(pv_kw * (1000.0 if units.get(name) == "W" else 1.0), 3)
     c["INV1_CUMLUATIVE_POWER_GENERATION"] = np.round(energy_kwh, 1)
-    # only the HIGH word of the meter's Wh counter is stored (reference §2.2): it steps every 65.536 kWh
+    # only the HIGH word of the meter's Wh counter is stored (as the original does): it steps every 65.536 kWh
     c["ACTIVE_ENERGY_TOTAL_HIGH"] = _split_words(energy_kwh * 1000.0)[0]
     return c
 

@@ -8,7 +8,7 @@ id, day ordinal[, bank, rack]) and its state starts at local midnight from fixed
 conditions (idle, SoC 0, temperatures at room temperature), so one day generated alone is
 identical to the same day inside a longer range.
 
-The model (docs: spec/DATA.md "The generator"; reference study §8):
+The model (after the real sites' data, as the original system stores it):
 
 * PV shifting: idle overnight at SoC 0 (about 3.38 V per cell), charge from about 10:00 at
   0.24 C to SoC 90 % (about 13:45), rest, discharge from about 16:00 ramping from 0.05 C to
@@ -23,7 +23,7 @@ The model (docs: spec/DATA.md "The generator"; reference study §8):
 * Bank = aggregate of its racks; PCS = DC side of all banks, AC side 3-phase ~400 V 60 Hz;
   ETC = room sensors and a PV inverter following a clear-sky or cloudy curve.
 * BMS flags are computed from the reported (rounded) values with the protection limits of
-  reference §3.2, strictly beyond the limit, so a flag is 1 exactly when the map says so.
+  the original's threshold table, strictly beyond the limit, so a flag is 1 exactly when the map says so.
 * Labelled anomalies relative to the demo's anchor day: see ANOMALIES. The anchor day and
   the next one are always clear days, so that every anomaly shows in a 2-day demo.
 
@@ -54,7 +54,7 @@ from services.demo.anomalies import (
 
 DAY_S = 86_400
 
-# ----- battery model constants (reference study §8) --------------------------------------
+# ----- battery model constants ------------------------------------------------------------
 
 OCV_SOC_PCT = np.arange(0.0, 101.0, 5.0)
 OCV_CELL_V = np.array([3.1044, 3.3888, 3.4283, 3.4599, 3.5146, 3.5535, 3.5808, 3.5970, 3.6118, 3.6274, 3.6453,
@@ -75,7 +75,7 @@ CLOUDY_DAY_PROBABILITY = 0.25
 NOMINAL_CELL_V = 3.7
 PCS_EFFICIENCY = 0.975
 COUNTER_EPOCH = date(2020, 1, 1)  # energy counters count from here
-COMMISSIONING = {1: date(2021, 9, 27), 2: date(2022, 2, 21), 3: date(2023, 1, 4)}  # reference §2.1
+COMMISSIONING = {1: date(2021, 9, 27), 2: date(2022, 2, 21), 3: date(2023, 1, 4)}  # the real sites' commissioning dates
 DEFAULT_COMMISSIONING = date(2022, 1, 1)
 SOH_LOSS_PER_YEAR = 2.0
 ROOM_BASE_C = 23.0
@@ -83,7 +83,7 @@ ROOM_BASE_C = 23.0
 
 @dataclass(frozen=True)
 class ProtectionLimits:
-    """Reference §3.2 thresholds; every comparison is strict (beyond the limit)."""
+    """The original's threshold table; every comparison is strict (beyond the limit)."""
 
     over_voltage_warning_v: float = 4.05
     over_voltage_fault_v: float = 4.10
@@ -194,7 +194,7 @@ def _drift(ts_s: np.ndarray, periods: np.ndarray, phases: np.ndarray) -> np.ndar
 # ----- per-site, per-rack and per-day parameters -----------------------------------------
 
 def rack_capacity_ah(site: Site) -> float:
-    """Nominal rack capacity: 228.6 Ah for 240S racks (Panri), 246 Ah otherwise (reference §8.3)."""
+    """Nominal rack capacity: 228.6 Ah for 240S racks (Panri), 246 Ah otherwise."""
     return 228.6 if site.cells_per_rack >= 240 else 246.0
 
 

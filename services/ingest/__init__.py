@@ -1,4 +1,4 @@
-"""Ingestion of CSV and Parquet files into a site's component tables (DATA.md, "Ingestion").
+"""Ingestion of CSV and Parquet files into a site's component tables.
 
 One file is one transaction: the file is read in batches (pyarrow; every CSV value as a
 string, so problems can quote the exact text), each column is parsed and checked with

@@ -1,9 +1,9 @@
 """Protection-map monitoring: events, alarm episodes and their queries.
 
-Two sources of events, one error-code table (reference study §3.3, codes 1-14):
+Two sources of events, one error-code table (the original system's codes 1-14):
 
 * `threshold`: every rack sample judged against the site's protection map by the eight
-  checks of reference §3.2 (over/under-voltage, voltage gap, charge and discharge
+  checks of the original's threshold table (over/under-voltage, voltage gap, charge and discharge
   over-current on the *absolute* current split by its sign, over/under-temperature,
   temperature gap). Level 1 = warning, 2 = fault; one rule everywhere: an event when the
   value is strictly beyond the limit. Each check carries the BMS code of the same

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -26,10 +26,6 @@ from services.protection.maps import ProtectionMap
 from services.storage.dialect import epoch_expr, from_epoch, prefer_index_scans, to_epoch
 from services.storage.schema import columns_by_name, time_column
 from services.storage.sitestore import SiteStore
-
-if TYPE_CHECKING:
-    pass
-
 
 # ----- reading site rows -------------------------------------------------------------------------
 

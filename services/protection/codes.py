@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 # ----- reference tables -------------------------------------------------------------------
 
@@ -77,7 +72,7 @@ MEASURES: dict[int, Measure] = {
 
 @dataclass(frozen=True)
 class Check:
-    """One threshold check of reference §3.2: a map field judged on one side of its limits.
+    """One threshold check of the original's threshold table: a map field judged on one side of its limits.
     `sign` restricts it to positive (+1, charge) or negative (-1, discharge) values."""
 
     code: int

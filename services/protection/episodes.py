@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from services.protection.codes import EPISODE_KEY, ERROR_CODES
-
-if TYPE_CHECKING:
-    pass
-
 
 # ----- episodes (pure) ---------------------------------------------------------------------------
 

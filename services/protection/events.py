@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -16,13 +16,9 @@ from services.protection.codes import CHECKS, EPISODE_KEY, ERROR_CODES, LEVELS, 
 from services.protection.maps import load_protection_map
 from services.protection.tables import protection_episode, protection_event, protection_event_count
 from services.storage.dialect import from_epoch
-from services.telemetry.rows import Cursor
+from services.telemetry.rows import Cursor, Page
 from services.telemetry.stats import check_bucket_count
 from services.telemetry.timerange import TimeRange
-
-if TYPE_CHECKING:
-    pass
-
 
 EVENT_PAGE_SIZE = 100
 MAX_EVENT_PAGE_SIZE = 1000
@@ -156,17 +152,9 @@ def render_episode(row: sa.Row[Any], tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-@dataclass
-class EventPage:
-    rows: list[dict[str, Any]]
-    count: int
-    page: int
-    next_cursor: Cursor | None
-
-
 def _page(engine: Engine, table: sa.Table, f: EventFilter, order: tuple[str, str], tz_of: Callable[[int], ZoneInfo],
           render: Callable[[sa.Row[Any], ZoneInfo], dict[str, Any]], page_size: int, page: int,
-          cursor: Cursor | None, time_column: str, extra: Sequence[sa.ColumnElement[bool]] = ()) -> EventPage:
+          cursor: Cursor | None, time_column: str, extra: Sequence[sa.ColumnElement[bool]] = ()) -> Page:
     """Newest first by (order[0], order[1]) descending; keyset when a cursor is given."""
     first, second = table.c[order[0]], table.c[order[1]]
     conds = [*_conditions(table, f, time_column), *extra]
@@ -191,18 +179,18 @@ def _page(engine: Engine, table: sa.Table, f: EventFilter, order: tuple[str, str
     more = page_no * page_size < count and len(rows) == page_size
     nxt = Cursor((int(getattr(rows[-1], order[0])), int(getattr(rows[-1], order[1]))), count, page_no + 1) \
         if more else None
-    return EventPage(rendered, count, page_no, nxt)
+    return Page(rendered, count, page_no, nxt)
 
 
 def list_events(engine: Engine, f: EventFilter, tz_of: Callable[[int], ZoneInfo], *,
-                page_size: int = EVENT_PAGE_SIZE, page: int = 1, cursor: Cursor | None = None) -> EventPage:
+                page_size: int = EVENT_PAGE_SIZE, page: int = 1, cursor: Cursor | None = None) -> Page:
     """One page of events, newest first (time, then insertion order)."""
     return _page(engine, protection_event, f, ("timestamp", "id"), tz_of, render_event, page_size, page, cursor,
                  "timestamp")
 
 
 def list_episodes(engine: Engine, f: EventFilter, tz_of: Callable[[int], ZoneInfo], *, is_open: bool | None = None,
-                  page_size: int = EVENT_PAGE_SIZE, page: int = 1, cursor: Cursor | None = None) -> EventPage:
+                  page_size: int = EVENT_PAGE_SIZE, page: int = 1, cursor: Cursor | None = None) -> Page:
     """One page of episodes overlapping the range (optionally only open or closed ones),
     newest start first."""
     extra = [] if is_open is None else [protection_episode.c.is_open.is_(is_open)]

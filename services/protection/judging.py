@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,10 +22,6 @@ from services.protection.codes import (
     RACK_TO_MASTER,
 )
 from services.protection.maps import Limit
-
-if TYPE_CHECKING:
-    pass
-
 
 # ----- judging rows (pure: frames in, events out) ------------------------------------------------
 

@@ -13,9 +13,9 @@ from sqlalchemy.engine import Engine
 from services.core.errors import NotComputed
 from services.core.registry import Site
 from services.protection.evaluation import get_watermark, refresh_site
-from services.protection.events import EventFilter, EventPage, count_levels, list_episodes, list_events
+from services.protection.events import EventFilter, count_levels, list_episodes, list_events
 from services.storage.dialect import to_epoch
-from services.telemetry.rows import Cursor
+from services.telemetry.rows import Cursor, Page
 from services.telemetry.series import choose_width
 from services.telemetry.timerange import TimeRange, local_midnight_epoch
 
@@ -39,14 +39,14 @@ def refreshed(portal: Portal, site_ids: Iterable[int] | None = None) -> Engine:
 
 
 def read_events(portal: Portal, f: EventFilter, *, page_size: int, page: int = 1, cursor: Cursor | None = None
-                ) -> EventPage:
+                ) -> Page:
     """One page of events of the filter's sites, newest first, after a refresh."""
     return list_events(refreshed(portal, f.site_ids), f, zones_of(portal), page_size=page_size, page=page,
                        cursor=cursor)
 
 
 def read_episodes(portal: Portal, f: EventFilter, *, is_open: bool | None, page_size: int, page: int = 1,
-                  cursor: Cursor | None = None) -> EventPage:
+                  cursor: Cursor | None = None) -> Page:
     """One page of episodes of the filter's sites, newest start first, after a refresh."""
     return list_episodes(refreshed(portal, f.site_ids), f, zones_of(portal), is_open=is_open, page_size=page_size,
                          page=page, cursor=cursor)

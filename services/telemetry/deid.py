@@ -1,4 +1,4 @@
-"""De-identified column names (reference study §6, done properly).
+"""De-identified column names (the original's de-identified columns, with keyed ids).
 
 Every sensitive column (catalogue.is_sensitive: the substring rule plus the explicit
 EXTRA_SENSITIVE list) is published as `<prefix>_<id>`: prefix `bk`, `rk`, `ps`, `ec` by
