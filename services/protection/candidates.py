@@ -16,10 +16,9 @@ from services.protection.codes import (
     CHECKS,
     MASTER_COMM,
     MEASURES,
-    PER_RACK_COMM_PREFIX,
-    PER_RACK_COMM_SUFFIX,
     RACK_FLAGS,
     RACK_TO_MASTER,
+    per_rack_comm_rack,
 )
 from services.protection.judging import racks_of_json, sides_of
 from services.protection.maps import ProtectionMap
@@ -66,7 +65,7 @@ def bank_plan(table: sa.Table, dialect: str) -> ReadPlan:
     conditions: list[sa.ColumnElement[bool]] = []
     json_column = None
     for name, col in cols.items():
-        per_rack = name.startswith(PER_RACK_COMM_PREFIX) and name.endswith(PER_RACK_COMM_SUFFIX)
+        per_rack = per_rack_comm_rack(name) is not None
         if name == RACK_TO_MASTER or per_rack or (name == MASTER_COMM and not isinstance(col.type, sa.JSON)):
             select[name] = col
             conditions.append(col != 0)

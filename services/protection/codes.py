@@ -113,6 +113,13 @@ MASTER_COMM = "MASTER_RACK_COMMUNICATION_FAULT"  # int flag (site 1) or JSON {"r
 RACK_TO_MASTER = "RACK_TO_MASTER_BMS_COMMUNICATION_STATUS"  # sites 2/3
 PER_RACK_COMM_PREFIX, PER_RACK_COMM_SUFFIX = "RACK_N", "_MASTER_RACK_COMMUNICATION_FAULT"  # site 1: RACK_N001_...
 
+
+def per_rack_comm_rack(name: str) -> int | None:
+    """The rack number of a site-1 per-rack communication-fault column (RACK_N001_...), else None."""
+    if name.startswith(PER_RACK_COMM_PREFIX) and name.endswith(PER_RACK_COMM_SUFFIX):
+        return int(name[len(PER_RACK_COMM_PREFIX):-len(PER_RACK_COMM_SUFFIX)])
+    return None
+
 EVENT_COLUMNS = ["timestamp", "bank_id", "rack_id", "error_code", "level", "source", "value", "description",
                  "description_eng"]
 EPISODE_KEY = ["bank_id", "rack_id", "error_code", "level", "source"]

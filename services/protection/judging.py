@@ -16,10 +16,9 @@ from services.protection.codes import (
     LEVEL_WORDS,
     MASTER_COMM,
     MEASURES,
-    PER_RACK_COMM_PREFIX,
-    PER_RACK_COMM_SUFFIX,
     RACK_FLAGS,
     RACK_TO_MASTER,
+    per_rack_comm_rack,
 )
 from services.protection.maps import Limit
 
@@ -152,11 +151,10 @@ def racks_of_json(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _racks_of_flags(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per row of site-1 per-rack flags RACK_N001_...: the rack numbers set, as text, and how many."""
-    columns = sorted(c for c in frame.columns
-                     if c.startswith(PER_RACK_COMM_PREFIX) and c.endswith(PER_RACK_COMM_SUFFIX))
+    columns = sorted(c for c in frame.columns if per_rack_comm_rack(c) is not None)
     if not columns:
         return np.full(len(frame), "", dtype=object), np.zeros(len(frame), dtype=np.int64)
-    numbers = [int(c[len(PER_RACK_COMM_PREFIX):-len(PER_RACK_COMM_SUFFIX)]) for c in columns]
+    numbers = [int(per_rack_comm_rack(c) or 0) for c in columns]
     bits = np.stack([np.nan_to_num(_floats(frame, c)) != 0 for c in columns], axis=1)
     patterns, inverse = np.unique(bits, axis=0, return_inverse=True)
     texts = np.asarray([", ".join(str(n) for n, on in zip(numbers, p, strict=True) if on) for p in patterns],
