@@ -1,8 +1,9 @@
 """Time-bucketed statistics: the original's avg-* routes and the general
 `stats/?fields=&agg=` query behind the UI's charts. Buckets are aligned to the site's
-local midnight and computed in SQL, from the per-minute rollups when the bucket width
-and the range are whole minutes (exact: averages from sums and counts), else from the
-raw rows."""
+local midnight and computed in SQL over exactly [start, end): the buckets of whole minutes
+from the per-minute rollups (exact: averages from sums and counts), a first or last bucket
+that starts or ends inside a minute, and every bucket of a sub-minute width, from the raw
+rows."""
 
 from __future__ import annotations
 
