@@ -9,8 +9,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from components import theme
-from components.sites import format_age
-from services.core.i18n import get_translator, normalize_lang
+from components.formats import describe_code, format_age, format_measured
+from components.links import make_episode_url
+from services.core.i18n import MESSAGES, get_translator, normalize_lang
 
 LEVELS = {1: "warning", 2: "fault"}
 
@@ -41,23 +42,38 @@ def _text(item: Mapping[str, Any], lang: str) -> str:
     return str(item.get("description_eng") or item.get("description") or "")
 
 
+def describe_sources(source: Any, lang: str) -> str:
+    """`threshold`, `bms` (or both, for an episode seen by either) in the page's language."""
+    t = get_translator(lang)
+    names = source if isinstance(source, list | tuple) else str(source or "").replace("+", ",").split(",")
+    return " + ".join(t(f"source_{n.strip()}") if f"source_{n.strip()}" in MESSAGES else n.strip()
+                      for n in names if str(n).strip())
+
+
+def _code_id(code: Any) -> int | None:
+    value = code.get("id") if isinstance(code, Mapping) else code
+    return None if value is None else int(value)
+
+
 def make_event_rows(events: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
-    """Flat table rows of events (level as text, description in the page's language)."""
+    """Flat table rows of events (level as text, the value with its unit, description in
+    the page's language)."""
     t = get_translator(lang)
     out = []
     for e in events:
         level = _level_id(e.get("level"))
-        code = e.get("error_code")
+        code = _code_id(e.get("error_code"))
         out.append({"time": str(e.get("timestamp", ""))[:19].replace("T", " "),
-                    "level": t(f"level_{LEVELS.get(level, 'warning')}"), "level_id": level,
-                    "code": code.get("id") if isinstance(code, Mapping) else code,
-                    "bank": e.get("bank_id"), "rack": e.get("rack_id"), "source": e.get("source", ""),
-                    "value": e.get("value"), "description": _text(e, lang)})
+                    "level": t(f"level_{LEVELS.get(level, 'warning')}"), "level_id": level, "code": code,
+                    "bank": e.get("bank_id"), "rack": e.get("rack_id"),
+                    "source": describe_sources(e.get("source"), lang),
+                    "value": format_measured(code, e.get("value")), "description": _text(e, lang)})
     return out
 
 
-def make_episode_rows(episodes: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
-    """Flat table rows of episodes: duration, peak, samples, the error code's text."""
+def make_episode_rows(site_id: int, episodes: Sequence[Mapping[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Flat table rows of episodes: duration, peak with its unit, samples, the error
+    code's text, and a link to the Explorer at that moment."""
     t = get_translator(lang)
     out = []
     for e in episodes:
@@ -68,10 +84,11 @@ def make_episode_rows(episodes: Sequence[Mapping[str, Any]], lang: str) -> list[
                     "end": str(e.get("end", ""))[:19].replace("T", " "),
                     "duration": "" if seconds is None else format_age(float(seconds), lang),
                     "level": t(f"level_{LEVELS.get(level, 'warning')}"), "level_id": level,
-                    "code": code.get("id") if isinstance(code, Mapping) else code, "bank": e.get("bank_id"),
-                    "rack": e.get("rack_id"), "source": e.get("source", ""), "peak": e.get("peak_value"),
-                    "samples": e.get("sample_count"),
-                    "description": _text(code, lang) if isinstance(code, Mapping) else "",
+                    "code": _code_id(code), "bank": e.get("bank_id"), "rack": e.get("rack_id"),
+                    "source": describe_sources(e.get("sources") or e.get("source"), lang),
+                    "peak": format_measured(_code_id(code), e.get("peak_value")),
+                    "samples": e.get("sample_count"), "description": describe_code(code, lang),
+                    "explore": f"[{t('explore_moment')}]({make_episode_url(site_id, e)})",
                     "open": "●" if e.get("open") else ""})
     return out
 

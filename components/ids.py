@@ -74,6 +74,7 @@ class SelectionIds:
 OVERVIEW = SelectionIds("overview")
 OVERVIEW_CARDS = "overview-cards"
 OVERVIEW_ALERT = "overview-alert"
+OVERVIEW_INTERVAL = "overview-interval"  # the cards refresh on it
 
 # ----- live monitoring --------------------------------------------------------------
 LIVE = SelectionIds("live")

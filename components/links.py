@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from components.urlstate import ViewState
+from services.protection.codes import MEASURES
 
 API = "/api/ess"
 
@@ -51,3 +54,24 @@ def make_download_url(state: ViewState, fields: Sequence[str] = (), *, component
             params["rack-id"] = str(state.rack)
     prefix = f"{API}/download/di" if deidentified else f"{API}/download"
     return f"{prefix}/operating-sites/{state.site}/{comp}/?{_query(params)}"
+
+
+EPISODE_MARGIN_S = 600  # the Explorer link shows 10 minutes either side of an episode
+
+
+def make_episode_url(site_id: int, episode: Mapping[str, Any]) -> str:
+    """The Explorer at an episode: its rack (or bank) and the field its code measures, from
+    10 minutes before it started to 10 minutes after it ended, in site-local wall time."""
+    start = datetime.fromisoformat(str(episode["start"]))
+    end = datetime.fromisoformat(str(episode["end"]))
+    lo = (start - timedelta(seconds=EPISODE_MARGIN_S)).replace(second=0, microsecond=0)
+    hi = (end + timedelta(seconds=EPISODE_MARGIN_S + 59)).replace(second=0, microsecond=0)
+    code = episode.get("error_code")
+    cid = code.get("id") if isinstance(code, Mapping) else code
+    measure = MEASURES.get(int(cid)) if cid is not None else None
+    rack = episode.get("rack_id")
+    params = {"site": str(site_id), "component": "rack" if rack else "bank", "bank": str(episode.get("bank_id")),
+              **({"rack": str(rack)} if rack else {}),
+              **({"fields": measure.column.lower()} if measure and rack else {}),
+              "start": lo.strftime("%Y-%m-%dT%H:%M"), "end": hi.strftime("%Y-%m-%dT%H:%M")}
+    return "/explorer?" + urlencode(params, safe=",:")

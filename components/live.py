@@ -11,7 +11,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import html
 
-from components.sites import format_age
+from components.formats import format_age
 from components.theme import LEVEL_BY_NUMBER
 from services.core.i18n import get_translator
 from services.protection.maps import Limit

@@ -33,10 +33,11 @@ PAGE_SIZE = 25
 MAX_COUNT_BARS = 120
 EVENT_COLUMNS = ("time", "level", "code", "bank", "rack", "source", "value", "description")
 EPISODE_COLUMNS = ("start", "end", "duration", "level", "code", "bank", "rack", "source", "peak", "samples",
-                   "description")
+                   "description", "explore")
 COLUMN_KEYS = {"time": "col_time", "level": "col_level", "code": "col_code", "bank": "col_bank", "rack": "col_rack",
                "source": "col_source", "value": "col_value", "description": "col_description", "start": "col_start",
-               "end": "col_end", "duration": "col_duration", "peak": "col_peak", "samples": "col_samples"}
+               "end": "col_end", "duration": "col_duration", "peak": "col_peak", "samples": "col_samples",
+               "explore": "col_explore"}
 
 
 def check_filters(state: ViewState) -> tuple[ViewState, list[Problem]]:
@@ -53,7 +54,8 @@ def check_filters(state: ViewState) -> tuple[ViewState, list[Problem]]:
 
 def _columns(names: tuple[str, ...], lang: str) -> list[dict[str, str]]:
     t = get_translator(lang)
-    return [{"name": t(COLUMN_KEYS[n]), "id": n} for n in names]
+    return [{"name": t(COLUMN_KEYS[n]), "id": n, **({"presentation": "markdown"} if n == "explore" else {})}
+            for n in names]
 
 
 def build(state: ViewState, registry: Registry | None, lang: str, top: list[Any]) -> html.Div:
@@ -157,7 +159,7 @@ def update_episodes(data: dict[str, Any], lang: str) -> tuple[Any, Any, Any]:
         episodes = get_episodes(get_portal(), event_filter(state))
     except EssError as exc:
         return [], _columns(EPISODE_COLUMNS, lang), make_error_alert(exc, lang)
-    return make_episode_rows(episodes, lang), _columns(EPISODE_COLUMNS, lang), None
+    return make_episode_rows(state.site, episodes, lang), _columns(EPISODE_COLUMNS, lang), None
 
 
 def event_filter(state: ViewState) -> EventFilter:

@@ -264,13 +264,18 @@ def test_alarm_builders() -> None:
              "value": 4.11, "description": "랙 과전압 고장", "description_eng": "rack over-voltage fault"}
     assert make_event_rows([event], "en")[0] | {} == {
         "time": "2022-09-01 13:35:02", "level": "fault", "level_id": 2, "code": 6, "bank": 1, "rack": 3,
-        "source": "threshold", "value": 4.11, "description": "rack over-voltage fault"}
-    assert make_event_rows([event], "ko")[0]["description"] == "랙 과전압 고장"
+        "source": "threshold", "value": "4.110 V", "description": "rack over-voltage fault"}
+    ko = make_event_rows([event], "ko")[0]
+    assert (ko["description"], ko["source"], ko["value"]) == ("랙 과전압 고장", "임계값", "4.110 V")
     episode = {"start": "2022-09-01T13:34:00+09:00", "end": "2022-09-01T13:35:48+09:00", "duration_s": 108,
                "peak_value": 4.11, "sample_count": 108, "bank_id": 1, "rack_id": 3, "open": False,
                "error_code": {"id": 6, "description": "과전압", "description_eng": "over-voltage"},
                "level": {"id": 1}}
-    assert make_episode_rows([episode], "en")[0]["duration"] == "1 min"
+    row = make_episode_rows(1, [episode], "en")[0]
+    assert (row["duration"], row["peak"], row["description"]) == ("1 min", "4.110 V", "over-voltage")
+    assert row["explore"] == ("[open in Explorer](/explorer?site=1&component=rack&bank=1&rack=3"
+                              "&fields=rack_max_cell_voltage&start=2022-09-01T13:24&end=2022-09-01T13:46)")
+    assert make_episode_rows(1, [episode | {"source": ["threshold", "bms"]}], "ko")[0]["source"] == "임계값 + BMS 플래그"
 
 
 # ----- alerts and translations --------------------------------------------------------------

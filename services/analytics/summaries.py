@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from services.analytics import results
+from services.analytics import tables as st
 from services.analytics.bookkeeping import get_state
 from services.analytics.results import Scope, Window
+from services.analytics.sos import LEVELS, level_codes
 from services.core.errors import NotComputed
 from services.core.registry import Site
 from services.storage.dialect import to_epoch
@@ -23,16 +27,33 @@ from services.telemetry.timerange import TimeRange, local_midnight_epoch
 MAX_CHART_POINTS = 1500
 SOCP_LOOKBACK_S = 31 * 86400
 SOS_SUMMARY_S = 600  # the gauges and the overview show the newest 10 minutes analysed
+WORST_WINDOW_S = 86400  # the overview's worst SoS looks back 24 h from the newest analysed time
 
 
 @dataclass(frozen=True)
 class SafetySummary:
-    """The lowest rack SoS of a site in the newest 10 minutes analysed."""
+    """The lowest rack SoS of a site in a window: its value, level, rack and the minute it
+    happened (site-local ISO; None for the newest-10-minutes summary)."""
 
     value: float
     level: str  # safe / warning / unsafe
     bank: int
     rack: int
+    time: str | None = None
+
+
+@dataclass(frozen=True)
+class SafetyOverview:
+    """A site's SoS now (newest 10 minutes analysed) and the worst of the 24 h up to then."""
+
+    now: SafetySummary | None
+    worst: SafetySummary | None
+    until: str  # end of both windows: the newest analysed time, site-local ISO
+
+
+def sos_level_of(value: float) -> str:
+    """safe / warning / unsafe, with the index's own thresholds."""
+    return str(LEVELS[int(level_codes(np.array([value]))[0])])
 
 
 def _watermark(engine: Engine, site: Site, task: str, what: str) -> int:
@@ -64,6 +85,49 @@ def get_lowest_sos(engine: Engine, site: Site) -> SafetySummary | None:
         return None
     worst = min(scored, key=lambda r: r["sos_score"])
     return SafetySummary(worst["sos_score"], worst["level"], worst["bank_id"], worst["rack_id"])
+
+
+def get_safety_overview(engine: Engine, site: Site, lookback_s: int = WORST_WINDOW_S) -> SafetyOverview | None:
+    """The site's SoS now and the worst rack SoS of the `lookback_s` up to the newest
+    analysed time, from the per-minute minima (the minimum of minima is the minimum, so
+    a 5-minute fault the day before still shows); None when SoS has not been computed."""
+    state = get_state(engine, site.id, "sos")
+    if state is None:
+        return None
+    end = int(state[0])
+    t = st.sos_minute
+    stmt = (sa.select(t.c.bank_id, t.c.rack_id, t.c.time, t.c.sos_min)
+            .where(t.c.site_id == site.id, t.c.time >= end - lookback_s, t.c.time < end, t.c.sos_min.is_not(None))
+            .order_by(t.c.sos_min, t.c.time.desc()).limit(1))
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    worst = None if row is None else SafetySummary(float(row.sos_min), sos_level_of(float(row.sos_min)),
+                                                   int(row.bank_id), int(row.rack_id), results.iso(row.time, site))
+    return SafetyOverview(get_lowest_sos(engine, site), worst, results.iso(end, site))
+
+
+def get_rack_lowest_sos(engine: Engine, site: Site, bank: int | None, tr: TimeRange | None) -> dict[int, float]:
+    """The lowest SoS of each rack of the bank over the range (per-minute minima): the
+    gauges mark it beside the newest value."""
+    _watermark(engine, site, "sos", "sos")
+    window = _window(tr, site, "sos")
+    t = st.sos_minute
+    stmt = (sa.select(t.c.rack_id, sa.func.min(t.c.sos_min))
+            .where(*Scope(site, bank).check().where(t), *window.where(t.c.time)).group_by(t.c.rack_id))
+    with engine.connect() as conn:
+        return {int(rack): float(low) for rack, low in conn.execute(stmt).all() if low is not None}
+
+
+def get_lowest_sos_during(engine: Engine, site: Site, bank: int, rack: int, start: int, end: int) -> float | None:
+    """The lowest SoS of one rack in [start, end] (epoch s, whole minutes touched): the
+    overview shows it beside each recent alarm episode; None when not computed there."""
+    t = st.sos_minute
+    stmt = sa.select(sa.func.min(t.c.sos_min)).where(
+        t.c.site_id == site.id, t.c.bank_id == bank, t.c.rack_id == rack, t.c.time >= start // 60 * 60,
+        t.c.time <= end)
+    with engine.connect() as conn:
+        low = conn.execute(stmt).scalar()
+    return None if low is None else float(low)
 
 
 def get_sos(engine: Engine, site: Site, bank: int | None, rack: int | None, tr: TimeRange | None

@@ -88,6 +88,7 @@ class Settings:
     episode_gap_s: int = setting("ESS_EPISODE_GAP_S", 60, "Quiet gap in seconds that ends a protection-map alarm episode.")
     jobs_interval_s: int = setting("ESS_JOBS_INTERVAL_S", 0, "Seconds between background analytics/evaluation runs in the app; 0 = off.")
     pool_size: int = setting("ESS_POOL_SIZE", 5, "Connection pool size per PostgreSQL engine.")
+    stale_after_s: int = setting("ESS_STALE_AFTER_S", 120, "Seconds without a new row after which the overview marks a site's data stale.")
     proxy_fix: int = setting("ESS_PROXY_FIX", 0, "Number of trusted reverse proxies in front of the app (X-Forwarded-For/-Proto/-Host/-Prefix); 0 = none.")
 
 

@@ -5,6 +5,7 @@ pages' reads raise NotComputed (what: events) while a site has never been evalua
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -77,6 +78,40 @@ def get_open_episodes(portal: Portal, site_id: int) -> int | None:
         return None
     return int(list_episodes(engine, EventFilter(site_ids=(site_id,)), zones_of(portal), is_open=True,
                              page_size=1).count)
+
+
+@dataclass
+class EpisodeSummary:
+    """A site's alarm episodes for the overview: open ones and those of the last
+    `lookback_s` by level (1 warning, 2 fault), and the most severe recent ones."""
+
+    open_by_level: dict[int, int]
+    recent_by_level: dict[int, int]
+    recent: list[dict[str, Any]] = field(default_factory=list)  # faults first, then newest first
+
+
+def get_episode_summary(portal: Portal, site_id: int, end: int, lookback_s: int = 86400, limit: int = 3
+                        ) -> EpisodeSummary | None:
+    """Open episodes and episodes overlapping [end - lookback_s, end) by level, and up to
+    `limit` of the latter (faults first, newest first), after a refresh; None while the
+    site has never been evaluated."""
+    refreshed(portal, [site_id])
+    try:
+        engine = require_evaluated(portal, site_id)
+    except NotComputed:
+        return None
+    zones = zones_of(portal)
+    recent = EventFilter(site_ids=(site_id,), start=end - lookback_s, end=end)
+    open_by: dict[int, int] = {}
+    recent_by: dict[int, int] = {}
+    rows: list[dict[str, Any]] = []
+    for level in (2, 1):
+        open_by[level] = int(list_episodes(engine, EventFilter(site_ids=(site_id,), level=level), zones,
+                                           is_open=True, page_size=1).count)
+        page = list_episodes(engine, replace(recent, level=level), zones, page_size=max(1, limit))
+        recent_by[level] = int(page.count)
+        rows += page.rows[:max(0, limit - len(rows))]
+    return EpisodeSummary(open_by, recent_by, rows)
 
 
 def get_recent_events(portal: Portal, site_id: int, limit: int = 10) -> list[dict[str, Any]]:
