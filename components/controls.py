@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from components.ids import SelectionIds
-from components.urlstate import ALL, QUICK_SPANS, ViewState
+from components.urlstate import ALL, RANGES, ViewState
 from services.core.catalogue import Field
 from services.core.i18n import get_translator, normalize_lang
 from services.core.registry import Registry, Site
@@ -106,11 +106,19 @@ def make_selection_bar(sids: SelectionIds, state: ViewState, registry: Registry 
     return html.Div(rows, className="ess-selection mb-3")
 
 
+AUTO_REFRESH_S = 30
+
+
 def make_time_row(sids: SelectionIds, state: ViewState, site: Site | None, lang: str) -> dbc.Row:
+    """From/to boxes, the relative ranges (the chosen one pressed) and the auto-refresh
+    switch, which moves a relative range to the newest data every AUTO_REFRESH_S."""
     t = get_translator(lang)
     quick = dbc.ButtonGroup([dbc.Button(t(f"quick_{span}"), id={"type": sids.quick, "span": span}, size="sm",
-                                        color="secondary", outline=True, n_clicks=0) for span in QUICK_SPANS],
-                            className="ess-quick")
+                                        color="secondary", outline=state.range != span, n_clicks=0,
+                                        title=t("quick_title")) for span in RANGES],
+                            className="ess-quick me-3")
+    refresh = dbc.Switch(id=sids.refresh, label=t("auto_refresh", seconds=AUTO_REFRESH_S), value=False,
+                         persistence=True, persistence_type="local", className="d-inline-block small mb-0 ess-refresh")
 
     def box(id_: str, value: str | None) -> dbc.Input:
         return dbc.Input(id=id_, value=(value or "").replace("T", " "), debounce=True, size="sm", type="text",
@@ -120,8 +128,10 @@ def make_time_row(sids: SelectionIds, state: ViewState, site: Site | None, lang:
     return dbc.Row([
         _labelled(t("start"), box(sids.start, state.start), xs=6, md=3, lg=2),
         _labelled(t("end"), box(sids.end, state.end), xs=6, md=3, lg=2),
-        dbc.Col([quick, html.Div(t("quick_hint") + " " + t("site_local_time", tz=tz),
-                                 className="small text-muted mt-1")], className="mb-2", xs=12, md=6, lg=True),
+        dbc.Col([html.Div([quick, refresh], className="d-flex flex-wrap align-items-center"),
+                 dcc.Interval(id=sids.interval, interval=AUTO_REFRESH_S * 1000, disabled=True, n_intervals=0),
+                 html.Div(t("quick_hint") + " " + t("site_local_time", tz=tz), className="small text-muted mt-1")],
+                className="mb-2", xs=12, md=6, lg=True),
     ], className="g-2 align-items-end")
 
 

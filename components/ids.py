@@ -69,6 +69,14 @@ class SelectionIds:
     def title(self) -> str:
         return self._id("title")
 
+    @property
+    def refresh(self) -> str:  # the auto-refresh switch (remembered per page in the browser)
+        return self._id("refresh")
+
+    @property
+    def interval(self) -> str:  # the auto-refresh timer, enabled by the switch
+        return self._id("interval")
+
 
 # ----- overview ---------------------------------------------------------------------
 OVERVIEW = SelectionIds("overview")
@@ -90,6 +98,8 @@ LIVE_DATA_ALERT = "live-data-alert"
 EXPLORER = SelectionIds("explorer")
 EXPLORER_GRAPH = "explorer-graph"
 EXPLORER_CAPTION = "explorer-caption"
+EXPLORER_COMPARE = "explorer-compare"  # other racks (or banks) overlaid in the chart
+EXPLORER_CHART_BOX = "explorer-chart-box"  # the chart's card: its height follows the figure
 EXPLORER_DATA_ALERT = "explorer-data-alert"
 EXPLORER_TABLE = "explorer-table"
 EXPLORER_TABLE_ALERT = "explorer-table-alert"

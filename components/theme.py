@@ -64,3 +64,33 @@ TEMPLATE = go.layout.Template(
 
 GRAPH_CONFIG: dcc.Graph.Config = {"displaylogo": False, "responsive": True,
                                   "modeBarButtonsToRemove": ["lasso2d", "select2d", "toggleSpikelines"]}
+
+
+# Korean dates in numbers and Korean words (Plotly's default multi-format shows "Sep 1, 2022");
+# the month names, modebar and other Plotly texts come from the vendored `ko` locale
+# (assets/plotly-locale-ko.js) that graph_config() selects.
+KO_TICK_FORMATS = [
+    {"dtickrange": [None, 1000], "value": "%H:%M:%S.%L"},
+    {"dtickrange": [1000, 60000], "value": "%H:%M:%S"},
+    {"dtickrange": [60000, 86400000], "value": "%H:%M<br>%-m월 %-d일"},
+    {"dtickrange": [86400000, 604800000], "value": "%-m월 %-d일"},
+    {"dtickrange": [604800000, "M1"], "value": "%-m월 %-d일"},
+    {"dtickrange": ["M1", "M12"], "value": "%Y년 %-m월"},
+    {"dtickrange": ["M12", None], "value": "%Y년"},
+]
+
+
+def localize_figure(fig: go.Figure, lang: str) -> go.Figure:
+    """Date axes in the page's language: Korean ticks and hover times in Korean date order
+    (English keeps Plotly's own formats)."""
+    if str(lang or "")[:2].lower() == "ko":
+        fig.update_xaxes(tickformatstops=KO_TICK_FORMATS, hoverformat="%Y-%m-%d %H:%M:%S")
+    return fig
+
+
+def graph_config(lang: str) -> dcc.Graph.Config:
+    """The dcc.Graph config of a page in `lang` (Plotly's own texts translated in Korean)."""
+    config = GRAPH_CONFIG.copy()
+    if str(lang or "")[:2].lower() == "ko":
+        config["locale"] = "ko"
+    return config

@@ -20,8 +20,9 @@ from services.core.registry import COMPONENTS, Bank, Registry, Site
 from services.telemetry.timerange import TimeRange, parse_range, parse_time
 
 QUICK_SPANS: dict[str, int] = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+RANGES = ("1h", "24h", "7d", "all")  # relative ranges: the last span of the data (`all`: all of it)
 DEFAULT_SPAN = "24h"
-URL_KEYS = ("site", "bank", "rack", "component", "fields", "start", "end")
+URL_KEYS = ("site", "bank", "rack", "component", "fields", "start", "end", "range")
 ALL = "all"  # the value of an "all banks / all racks / all levels" choice (never in the URL)
 
 
@@ -45,6 +46,7 @@ class ViewState:
     end: str | None = None
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # page-specific filters
     optional_ids: bool = False  # bank/rack may be None = all (not in the URL: a property of the page)
+    range: str | None = None  # a relative range (RANGES): start/end follow the newest data, not in the URL
 
     def get(self, name: str, default: str = "") -> str:
         return dict(self.extra).get(name, default)
@@ -61,6 +63,8 @@ class ViewState:
     def to_query(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for key in URL_KEYS:
+            if self.range and key in ("start", "end"):  # a relative range is re-resolved on every load
+                continue
             value = getattr(self, key)
             if key == "fields":
                 value = ",".join(value) if value else None
@@ -152,9 +156,13 @@ def parse_view_state(query: Mapping[str, Any], registry: Registry, *, components
         else:
             bad("component", "problem_component")
     fields = tuple(f.strip().lower() for f in str(query.get("fields") or "").split(",") if f.strip())
-    start, end = _parse_times(query, site, bad)
+    span = str(query.get("range") or "") or None
+    if span is not None and span not in RANGES:
+        bad("range", "problem_range")
+        span = None
+    start, end = (None, None) if span else _parse_times(query, site, bad)
     state = ViewState(site.id, bank.id if bank else None, rack, component, fields, start, end,
-                      optional_ids=optional_ids)
+                      optional_ids=optional_ids, range=span)
     return state.with_extra(**{k: str(query[k]) for k in extra if query.get(k) not in (None, "")}), problems
 
 
@@ -194,10 +202,13 @@ def get_time_range(state: ViewState, site: Site) -> TimeRange | None:
     return parse_range(given, site.tz, required=False, date=False, names=("start", "end"))
 
 
-def make_quick_range(span: str, newest: datetime, site: Site) -> tuple[str, str]:
-    """`span` (1h, 24h, 7d, 30d) ending at the newest data, rounded up to the minute."""
-    seconds = QUICK_SPANS.get(span, QUICK_SPANS[DEFAULT_SPAN])
+def make_quick_range(span: str, newest: datetime, site: Site, oldest: datetime | None = None) -> tuple[str, str]:
+    """`span` (1h, 24h, 7d, 30d; `all` from `oldest`) ending at the newest data, rounded
+    out to whole minutes."""
     end = newest.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if span == "all" and oldest is not None:
+        return local_text(oldest.replace(second=0, microsecond=0), site), local_text(end, site)
+    seconds = QUICK_SPANS.get(span, QUICK_SPANS[DEFAULT_SPAN])
     return local_text(end - timedelta(seconds=seconds), site), local_text(end, site)
 
 
@@ -231,6 +242,9 @@ def apply_changes(state: ViewState, registry: Registry, **changes: Any) -> ViewS
             updates[key] = tuple(value or ())
         elif key in ("start", "end"):
             updates[key] = normalize_time_text(value) if value else None
+            updates["range"] = None  # a typed or zoomed time makes the range absolute
+        elif key == "range":
+            updates[key] = value if value in RANGES else None
         else:
             extra[key] = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
     new = replace(state, **updates).with_extra(**extra)
@@ -238,7 +252,7 @@ def apply_changes(state: ViewState, registry: Registry, **changes: Any) -> ViewS
         new = replace(new, bank=None, rack=None)
     elif new.bank != state.bank:
         new = replace(new, rack=None)
-    fixed = normalize_state(replace(new, start=None, end=None), registry)
+    fixed = normalize_state(replace(new, start=None, end=None, range=None), registry)
     if fixed.site != state.site or fixed.component != state.component:
         fixed = replace(fixed, fields=())
-    return replace(fixed, start=new.start, end=new.end)
+    return replace(fixed, start=new.start, end=new.end, range=new.range)

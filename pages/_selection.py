@@ -14,17 +14,25 @@ from dataclasses import replace
 from typing import Any
 
 import dash
-from dash import ALL, Input, Output, State, callback, ctx
+from dash import ALL, Input, Output, State, callback, clientside_callback, ctx
 from flask import current_app
 
 from components import ids
 from components.ids import SelectionIds
-from components.urlstate import DEFAULT_SPAN, ViewState, apply_changes, get_time_range, make_quick_range, parse_zoom
+from components.urlstate import (
+    DEFAULT_SPAN,
+    ViewState,
+    apply_changes,
+    get_time_range,
+    make_quick_range,
+    normalize_time_text,
+    parse_zoom,
+)
 from services.core.errors import NotFound
 from services.core.portal import Portal
 from services.core.registry import Site
 from services.telemetry.rows import Selector, make_selector
-from services.telemetry.series import get_newest_time
+from services.telemetry.series import get_newest_time, get_oldest_time
 from services.telemetry.timerange import TimeRange
 
 
@@ -58,13 +66,10 @@ def search_or_no_update(new: ViewState, old: ViewState) -> Any:
 
 
 def quick_range_search(state: ViewState, span: str) -> Any:
-    """The URL of `span` ending at the newest data of the page's selection."""
-    sel = selector_of(state)
-    try:
-        start, end = make_quick_range(span, get_newest_time(sel), sel.site)
-    except NotFound:  # no rows at all: the page's data callback already says so
-        return dash.no_update
-    return search_or_no_update(apply_changes(state, get_portal().registry, start=start, end=end), state)
+    """The URL of the relative range `span` (1h, 24h, 7d, all): the page resolves it to the
+    newest data of its selection on every load and auto-refresh."""
+    return search_or_no_update(apply_changes(state, get_portal().registry, range=span), state)
+
 
 
 def register_selection_callbacks(sids: SelectionIds, *, pickers: Sequence[str] = ("site", "bank", "rack"),
@@ -93,7 +98,25 @@ def register_selection_callbacks(sids: SelectionIds, *, pickers: Sequence[str] =
             if isinstance(trigger, dict) and trigger.get("type") == sids.quick:
                 clicked = any(t["value"] for t in ctx.triggered)  # a re-render reports n_clicks 0: not a click
                 return quick_range_search(state, str(trigger["span"])) if clicked else dash.no_update
+            if (normalize_time_text(start or ""), normalize_time_text(end or "")) == (state.start, state.end):
+                return dash.no_update  # the boxes now show what an auto-refresh resolved: not a user's change
             return search_or_no_update(apply_changes(state, get_portal().registry, start=start, end=end), state)
+
+        clientside_callback("function(on) { return !on; }", Output(sids.interval, "disabled"),
+                            Input(sids.refresh, "value"))
+
+        @callback(Output(sids.state, "data"), Output(sids.start, "value"), Output(sids.end, "value"),
+                  Input(sids.interval, "n_intervals"), State(sids.state, "data"), prevent_initial_call=True)
+        def follow_newest(_n: int, data: dict[str, Any]) -> Any:
+            """Auto-refresh: a relative range moves to the newest data (the page's data
+            callbacks then re-read); an absolute range stays as it is."""
+            state = ViewState.from_store(data)
+            if not state.range:
+                return dash.no_update, dash.no_update, dash.no_update
+            new = with_default_range(replace(state, start=None, end=None))
+            if (new.start, new.end) == (state.start, state.end):
+                return dash.no_update, dash.no_update, dash.no_update
+            return new.to_store(), (new.start or "").replace("T", " "), (new.end or "").replace("T", " ")
 
     if graph:
         @callback(location, Input(graph, "relayoutData"), State(sids.state, "data"), prevent_initial_call=True)
@@ -107,16 +130,20 @@ def register_selection_callbacks(sids: SelectionIds, *, pickers: Sequence[str] =
 
 
 def with_default_range(state: ViewState) -> ViewState:
-    """The state, with the last day of the selection's data when the URL gives no range
-    (unchanged when the selection holds no rows)."""
-    if state.start and state.end:
+    """The state with its relative range resolved against the selection's newest data (and
+    oldest, for `all`); without any range in the URL, the last day of data, relative.
+    Unchanged when the selection holds no rows."""
+    if state.start and state.end and not state.range:
         return state
+    span = state.range or DEFAULT_SPAN
     sel = selector_of(state)
     try:
-        start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(sel), sel.site)
+        newest = get_newest_time(sel)
+        oldest = get_oldest_time(sel) if span == "all" else None
     except NotFound:
         return state
-    return replace(state, start=start, end=end)
+    start, end = make_quick_range(span, newest, sel.site, oldest)
+    return replace(state, start=start, end=end, range=span)
 
 
 def has_route(prefix: str) -> bool:

@@ -16,20 +16,32 @@ from flask import request
 from components import ids
 from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.charts import describe_width, make_empty_figure, make_series_figure
-from components.controls import make_selection_bar
+from components.controls import make_dropdown_labels, make_selection_bar
 from components.links import make_download_url, make_rows_url, make_stats_url
 from components.tables import make_columns, make_data_table
-from components.theme import GRAPH_CONFIG
-from components.urlstate import DEFAULT_SPAN, Problem, ViewState, get_time_range, make_quick_range, parse_view_state
-from pages._selection import get_portal, has_route, register_selection_callbacks, selector_of, site_and_range
+from components.theme import graph_config
+from components.urlstate import Problem, ViewState, get_time_range, parse_view_state
+from pages._selection import (
+    get_portal,
+    has_route,
+    register_selection_callbacks,
+    selector_of,
+    site_and_range,
+    with_default_range,
+)
 from services.core.access import may_read_raw
 from services.core.catalogue import Field, is_sensitive
-from services.core.errors import EssError, NotFound
+from services.core.errors import ConfigError, EssError, NotComputed, NotFound
 from services.core.i18n import get_translator
 from services.core.registry import Registry
+from services.protection.events import EventFilter
+from services.protection.maps import Limit, load_protection_map
+from services.protection.reads import get_episodes
+from services.storage.dialect import to_epoch
 from services.telemetry.deid import list_public_fields
 from services.telemetry.rows import Selector, fetch_page, resolve_columns
-from services.telemetry.series import choose_width, get_newest_time, get_series
+from services.telemetry.series import Series, choose_width, get_newest_time, get_series
+from services.telemetry.timerange import TimeRange
 
 dash.register_page(__name__, path="/explorer", name="Explorer", order=2, nav_key="nav_explorer",
                    title="Explorer · ESS portal")
@@ -38,6 +50,39 @@ SIDS = ids.EXPLORER
 COMPONENTS = ("rack", "bank", "pcs", "etc")
 DEFAULT_FIELDS = {"rack": ("rack_soc", "rack_max_cell_voltage", "rack_min_cell_voltage"),
                   "bank": ("bank_soc", "bank_power"), "etc": ("sensor1_temperature", "sensor1_humidity")}
+
+
+MAX_COMPARE = 6
+
+
+def compare_options(state: ViewState, registry: Registry | None, lang: str) -> list[dict[str, str]]:
+    """Other racks of the site (`bank-rack`) for a rack chart, other banks for a bank chart."""
+    t = get_translator(lang)
+    site = next((s for s in (registry.sites if registry else ()) if s.id == state.site), None)
+    if site is None or state.component not in ("rack", "bank"):
+        return []
+    if state.component == "bank":
+        return [{"label": t("bank_n", n=b.id), "value": str(b.id)} for b in site.banks if b.id != state.bank]
+    return [{"label": t("bank_rack", bank=b.id, rack=r), "value": f"{b.id}-{r}"} for b in site.banks
+            for r in b.racks if (b.id, r) != (state.bank, state.rack)]
+
+
+def compared(state: ViewState) -> list[tuple[int, int | None]]:
+    """The URL's `compare` entities that exist on the site, as (bank, rack or None), at
+    most MAX_COMPARE; unknown ones are left out."""
+    site = get_portal().registry.get_site(state.site or 0)
+    out: list[tuple[int, int | None]] = []
+    for item in (state.get("compare") or "").split(","):
+        parts = item.strip().split("-")
+        try:
+            bank, rack = int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
+        except ValueError:
+            continue
+        ok = (state.component == "rack" and rack is not None and (bank, rack) in site.rack_keys) or (
+            state.component == "bank" and rack is None and bank in site.bank_ids)
+        if ok and (bank, rack) != (state.bank, state.rack if state.component == "rack" else None):
+            out.append((bank, rack))
+    return list(dict.fromkeys(out))[:MAX_COMPARE]
 
 
 def resolve_fields(state: ViewState, fields: list[Field]) -> tuple[ViewState, list[Problem]]:
@@ -54,19 +99,12 @@ def resolve_fields(state: ViewState, fields: list[Field]) -> tuple[ViewState, li
 
 def resolve_state(query: dict[str, str], registry: Registry) -> tuple[ViewState, list[Problem], list[Field]]:
     """The URL's state with fields and a default range (the last day of data) filled in."""
-    state, problems = parse_view_state(query, registry, components=COMPONENTS)
+    state, problems = parse_view_state(query, registry, components=COMPONENTS, extra=("compare",))
     fields = get_portal().store(state.site or 0).fields(state.component or "rack")
     if not may_read_raw(get_portal()):  # de-identified access: sensitive columns are not offered (nor accepted)
         fields = list_public_fields(fields)
     state, more = resolve_fields(state, fields)
-    if state.start is None:
-        try:
-            start, end = make_quick_range(DEFAULT_SPAN, get_newest_time(selector_of(state)),
-                                          registry.get_site(state.site or 0))
-            state = replace(state, start=start, end=end)
-        except NotFound:
-            pass
-    return state, problems + more, fields
+    return with_default_range(state), problems + more, fields
 
 
 def make_links(state: ViewState, lang: str, di_available: bool, host: str) -> html.Div:
@@ -116,16 +154,30 @@ def get_time_range_seconds(state: ViewState) -> int:
 def build(state: ViewState, registry: Registry | None, lang: str, fields: list[Field],
           top: list[Any], links: Any) -> html.Div:
     t = get_translator(lang)
+    options = compare_options(state, registry, lang)
+    chosen = [v for v in (state.get("compare") or "").split(",") if v in {o["value"] for o in options}]
+    compare = dbc.Row(dbc.Col([
+        dbc.Label(t("compare_banks" if state.component == "bank" else "compare_racks"),
+                  className="form-label small text-muted mb-1"),
+        dcc.Dropdown(id=ids.EXPLORER_COMPARE, options=options, value=chosen, multi=True, debounce=True,
+                     closeOnSelect=False, className="ess-dropdown", placeholder=t("compare_placeholder"),
+                     disabled=not options, labels=make_dropdown_labels(lang))], lg=6), className="mb-2")
+    empty = make_empty_figure()
     return html.Div([
         html.H2(t("explorer_title"), id=SIDS.title, className="h4"),
         html.P(t("explorer_lead"), className="text-muted small"),
         html.Div(top, id=SIDS.alert),
         make_selection_bar(SIDS, state, registry, lang, components=COMPONENTS, fields=fields),
+        compare,
         dcc.Store(id=SIDS.state, data=state.to_store()),
         html.Div(id=ids.EXPLORER_DATA_ALERT),
         dbc.Card(dbc.CardBody([
-            dcc.Loading(dcc.Graph(id=ids.EXPLORER_GRAPH, figure=make_empty_figure(), config=GRAPH_CONFIG),
-                        delay_show=250, type="default"),
+            # The box has the figure's height in CSS: a responsive graph then resizes its width
+            # with the window and never measures a collapsed parent (0 px after 1400 -> 820 px).
+            html.Div(dcc.Loading(dcc.Graph(id=ids.EXPLORER_GRAPH, figure=empty, config=graph_config(lang),
+                                           style={"height": "100%"}), delay_show=250, type="default",
+                                 parent_style={"height": "100%"}),
+                     id=ids.EXPLORER_CHART_BOX, className="ess-chart-box", style=chart_box_style(empty)),
             html.Div(id=ids.EXPLORER_CAPTION, className="small text-muted"),
         ]), className="mb-3"),
         html.Div(links, className="mb-3"),
@@ -149,31 +201,83 @@ def layout(lang: str | None = None, **query: str) -> html.Div:
     return build(state, registry, lang, fields, [make_problems_alert(problems, lang)], links)
 
 
-register_selection_callbacks(SIDS, pickers=("site", "component", "bank", "rack", "fields"), graph=ids.EXPLORER_GRAPH)
+register_selection_callbacks(SIDS, pickers=("site", "component", "bank", "rack", "fields"), graph=ids.EXPLORER_GRAPH,
+                             extra=((ids.EXPLORER_COMPARE, "compare"),))
 
 
-@callback(Output(ids.EXPLORER_GRAPH, "figure"), Output(ids.EXPLORER_CAPTION, "children"),
-          Output(ids.EXPLORER_DATA_ALERT, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
-def update_chart(data: dict[str, Any], lang: str) -> tuple[Any, str, Any]:
-    """The downsampled series of the page state (one service call)."""
+def chart_box_style(fig: Any) -> dict[str, str]:
+    """The chart box's CSS height: the figure's own height in px."""
+    return {"height": f"{int(fig.layout.height or 320)}px"}
+
+
+def get_context(state: ViewState, sel: Selector, tr: TimeRange) -> tuple[dict[str, Limit], list[dict[str, Any]]]:
+    """The protection map's limits of the data type and the alarm episodes of the rack (or
+    bank) overlapping the range; none where the map is unusable or events not computed."""
+    try:
+        limits = load_protection_map(sel.site).limits.get(sel.component, {})
+    except ConfigError:
+        limits = {}
+    if sel.component not in ("rack", "bank"):
+        return limits, []
+    try:
+        episodes = get_episodes(get_portal(), EventFilter(
+            site_ids=(sel.site.id,), start=to_epoch(tr.start), end=to_epoch(tr.end), bank_id=state.bank,
+            rack_id=state.rack if sel.component == "rack" else None), limit=200)
+    except NotComputed:
+        episodes = []
+    return limits, episodes
+
+
+def get_overlays(state: ViewState, tr: TimeRange, lang: str) -> list[tuple[str, Series]]:
+    """The compared racks' (or banks') series of the same fields and range."""
+    t = get_translator(lang)
+    out = []
+    for bank, rack in compared(state):
+        other = replace(state, bank=bank, rack=rack)
+        label = t("bank_rack", bank=bank, rack=rack) if rack is not None else t("bank_n", n=bank)
+        out.append((label, get_series(selector_of(other), tr, state.fields)))
+    return out
+
+
+def _empty(message: str, alert: Any) -> tuple[Any, dict[str, str], str, Any]:
+    fig = make_empty_figure(message)
+    return fig, chart_box_style(fig), "", alert
+
+
+@callback(Output(ids.EXPLORER_GRAPH, "figure"), Output(ids.EXPLORER_CHART_BOX, "style"),
+          Output(ids.EXPLORER_CAPTION, "children"), Output(ids.EXPLORER_DATA_ALERT, "children"),
+          Input(SIDS.state, "data"), State(ids.LANG, "value"))
+def update_chart(data: dict[str, Any], lang: str) -> tuple[Any, dict[str, str], str, Any]:
+    """The downsampled series of the page state and of the compared racks, with the map's
+    limits and the range's alarm episodes."""
     t = get_translator(lang)
     state = readable_state(data)
     if state.site is None:
-        return make_empty_figure(), "", None
+        return _empty("", None)
     try:
         sel = selector_of(state)
         tr = get_time_range(state, sel.site)
         if tr is None:
-            return make_empty_figure(t("chart_empty")), "", make_no_data_alert(None, lang)
+            return _empty(t("chart_empty"), make_no_data_alert(None, lang))
         series = get_series(sel, tr, state.fields)
+        overlays = get_overlays(state, tr, lang)
+        limits, episodes = get_context(state, sel, tr)
         meta = {f.api_name: f for f in sel.store.fields(sel.component)}
     except EssError as exc:
-        return make_empty_figure(t("chart_empty")), "", make_error_alert(exc, lang)
-    if series.points == 0:
-        return make_empty_figure(t("chart_empty")), "", make_no_data_alert(newest_text(sel), lang)
+        return _empty(t("chart_empty"), make_error_alert(exc, lang))
+    if series.points == 0 and not any(o.points for _, o in overlays):
+        return _empty(t("chart_empty"), make_no_data_alert(newest_text(sel), lang))
     caption = (t("caption_raw", points=series.points) if series.raw else
                t("caption_buckets", points=series.points, width=describe_width(series.width_s, lang)))
-    return make_series_figure(series, meta, lang, x_range=(state.start or "", state.end or "")), caption, None
+    if any(f.upper() in limits for f in state.fields):
+        caption += " " + t("caption_limits")
+    if episodes:
+        caption += " " + t("caption_episodes", n=len(episodes))
+    label = (t("bank_rack", bank=state.bank, rack=state.rack) if sel.component == "rack"
+             else t("bank_n", n=state.bank))
+    fig = make_series_figure(series, meta, lang, x_range=(state.start or "", state.end or ""), limits=limits,
+                             episodes=episodes, overlays=overlays, label=label)
+    return fig, chart_box_style(fig), caption, None
 
 
 def newest_text(sel: Selector) -> str | None:

@@ -312,7 +312,7 @@ def test_every_key_the_ui_uses_exists() -> None:
     assert len(used) > 100
     assert used - set(MESSAGES) == set()
     built = {f"level_{lv}" for lv in ("ok", "warning", "fault", "nodata")} | {
-        f"component_{c}" for c in ("bank", "rack", "pcs", "etc")} | {f"quick_{s}" for s in ("1h", "24h", "7d", "30d")}
+        f"component_{c}" for c in ("bank", "rack", "pcs", "etc")} | {f"quick_{s}" for s in ("1h", "24h", "7d", "all")}
     assert built - set(MESSAGES) == set()
 
 

@@ -241,6 +241,16 @@ def fetch_latest(sel: Selector, columns: Sequence[sa.Column[Any]], conn: sa.Conn
     return render_row(rows[0], columns, sel.site)
 
 
+def fetch_oldest(sel: Selector, columns: Sequence[sa.Column[Any]]) -> dict[str, Any]:
+    """The oldest row (NotFound when the table has none for this selection)."""
+    table = sel.store.table(sel.component)
+    stmt = sa.select(*columns).where(*where_clause(sel, table, None)).order_by(*key_order(table)).limit(1)
+    rows = _run(sel, stmt, None)
+    if not rows:
+        raise NotFound(f"site {sel.site.id} has no {sel.component} rows yet", code="no_data")
+    return render_row(rows[0], columns, sel.site)
+
+
 def render_row(row: sa.Row[Any], columns: Sequence[sa.Column[Any]], site: Site) -> dict[str, Any]:
     """A row as the API shows it: lower-case names, site-local ISO times, nested JSON."""
     return render_rows([row], columns, site)[0]

@@ -144,6 +144,13 @@ def get_newest_time(sel: Selector) -> datetime:
     return datetime.fromisoformat(row[ts.name.lower()])
 
 
+def get_oldest_time(sel: Selector) -> datetime:
+    """Time of the oldest row of the selection (aware, UTC); NotFound when empty."""
+    ts = next(c for c in sel.store.table(sel.component).columns if c.name.upper() == "TIMESTAMP")
+    row = fetch_oldest(sel, [ts])
+    return datetime.fromisoformat(row[ts.name.lower()])
+
+
 @dataclass(frozen=True)
 class DownloadEstimate:
     rows: int
