@@ -97,21 +97,32 @@ def add_limit_lines(fig: go.Figure, limits: Mapping[str, Limit], rows: Mapping[s
                 fig.add_hline(y=v, row=row, col=1, line={"color": theme.LEVEL_COLOURS[level], "width": 1.1,
                                                          "dash": "dash" if level == "warning" else "solid"},
                               annotation={"text": f"{t(f'limit_{level}')} {v:g}", "font": {
-                                  "size": 10, "color": theme.LEVEL_COLOURS[level]}, "xanchor": "right", "x": 1,
-                                          "yanchor": "bottom", "bgcolor": "rgba(255,255,255,0.6)"},
+                                  "size": 10, "color": theme.LEVEL_COLOURS[level]},
+                                  # warning labels at the left, fault labels at the right: close limits stay legible
+                                  "xanchor": "left" if level == "warning" else "right",
+                                  "x": 0 if level == "warning" else 1, "yanchor": "bottom",
+                                  "bgcolor": "rgba(255,255,255,0.6)"},
                               name=f"limit-{level}", exclude_empty_subplots=False)
     return len(drawn)
 
 
-def add_episode_spans(fig: go.Figure, episodes: Sequence[Mapping[str, Any]], lang: str) -> int:
-    """Alarm episodes as shaded spans over every row, coloured by level (fault on top)."""
+def add_episode_spans(fig: go.Figure, episodes: Sequence[Mapping[str, Any]], lang: str,
+                      x_range: tuple[str, str] | None = None) -> int:
+    """Alarm episodes as shaded spans over every row, coloured by level (fault on top),
+    each at least 1/250 of the range wide so a 5-second fault still shows on a week."""
     t = get_translator(lang)
     count = 0
+    least = timedelta(seconds=1)
+    if x_range and x_range[0] and x_range[1]:
+        span = datetime.fromisoformat(x_range[1]) - datetime.fromisoformat(x_range[0])
+        least = max(least, span / 250)
     for e in sorted(episodes, key=lambda e: _level_number(e.get("level"))):
         level = "fault" if _level_number(e.get("level")) == 2 else "warning"
-        x0, x1 = str(e["start"])[:19], str(e["end"])[:19]
-        if x1 <= x0:  # a one-second episode still shows
-            x1 = (datetime.fromisoformat(x0) + timedelta(seconds=1)).isoformat()
+        start, end = datetime.fromisoformat(str(e["start"])[:19]), datetime.fromisoformat(str(e["end"])[:19])
+        if end - start < least:
+            middle = start + (end - start) / 2
+            start, end = middle - least / 2, middle + least / 2
+        x0, x1 = start.isoformat(), end.isoformat()
         fig.add_vrect(x0=x0, x1=x1, fillcolor=theme.LEVEL_COLOURS[level], opacity=0.16 if level == "fault" else 0.12,
                       line_width=0, layer="below", row="all", col=1, name=f"episode-{level}",
                       exclude_empty_subplots=False)
@@ -163,7 +174,7 @@ def make_series_figure(series: Series, meta: Mapping[str, Field], lang: str,
         fig.update_yaxes(title_text=unit or None, row=r, col=1)
     if limits:
         add_limit_lines(fig, limits, rows, lang)
-    add_episode_spans(fig, episodes, lang)
+    add_episode_spans(fig, episodes, lang, x_range)
     fig.update_layout(template=theme.TEMPLATE, height=max(320, ROW_HEIGHT_PX * len(units) + 80),
                       hovermode="x unified", margin={"t": 40})
     if x_range:

@@ -23,12 +23,13 @@ def format_age(seconds: float, lang: str) -> str:
 
 def format_measured(code: int | None, value: Any) -> str:
     """An event's value or an episode's peak with the unit and decimals of what its error
-    code measures (`4.306 V`, `52.0 °C`); "" for no value, the bare number for flag codes."""
+    code measures (`4.306 V`, `52.0 °C`); "" for no value and for flag-only codes (relay,
+    fuse, communication: their value is the flag, not a measurement)."""
     if value is None or value == "":
         return ""
     measure = MEASURES.get(int(code)) if code is not None else None
     if measure is None:
-        return f"{float(value):g}"
+        return ""
     return f"{float(value):.{measure.decimals}f} {measure.unit}"
 
 
