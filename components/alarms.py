@@ -29,7 +29,7 @@ def make_counts_figure(rows: Sequence[Mapping[str, Any]], lang: str,
     fig.update_yaxes(title_text=t("count"))
     if x_range:
         fig.update_xaxes(range=list(x_range))
-    return fig
+    return theme.localize_figure(fig, lang)
 
 
 def _level_id(value: Any) -> int:

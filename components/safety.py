@@ -36,25 +36,26 @@ def _wall(t: str) -> str:
     return str(t)[:19]
 
 
-def make_sos_gauge(value: float | None, lang: str, title: str = "") -> go.Figure:
-    """A 0–1 gauge with the unsafe (< 0.4096), warning (< 0.8) and safe bands."""
-    t = get_translator(lang)
+def make_sos_gauge(value: float | None, lang: str, title: str = "", lowest: float | None = None) -> go.Figure:
+    """A 0–1 gauge of the newest SoS with the unsafe (< 0.4096), warning (< 0.8) and safe
+    bands, and the lowest SoS of the shown range as a red mark on the dial. The rack and
+    the level are written above the graph by the page (no title inside: it clipped)."""
     level = sos_level(value)
     colour = theme.SAFETY_COLOURS.get(level, theme.LEVEL_COLOURS["nodata"])
-    fig = go.Figure(go.Indicator(
-        mode="gauge+number", value=value if value is not None else 0, number={"valueformat": ".3f",
-                                                                              "font": {"color": colour}},
-        title={"text": f"{title}<br><span style='font-size:0.8em;color:{colour}'>"
-                       f"{t(level) if level != 'nodata' else t('level_nodata')}</span>"},
-        gauge={"axis": {"range": [0, 1], "tickvals": [0, SOS_UNSAFE, SOS_WARNING, 1],
-                        "ticktext": ["0", "0.41", "0.8", "1"]},
-               "bar": {"color": theme.INK, "thickness": 0.25},
-               "steps": [{"range": [0, SOS_UNSAFE], "color": theme.rgba(theme.SAFETY_COLOURS["unsafe"], 0.35)},
-                         {"range": [SOS_UNSAFE, SOS_WARNING], "color": theme.rgba(theme.SAFETY_COLOURS["warning"],
-                                                                                  0.35)},
-                         {"range": [SOS_WARNING, 1], "color": theme.rgba(theme.SAFETY_COLOURS["safe"], 0.35)}]},
-    ))
-    fig.update_layout(template=theme.TEMPLATE, height=190, margin={"l": 22, "r": 22, "t": 52, "b": 6})
+    gauge: dict[str, Any] = {
+        "axis": {"range": [0, 1], "tickvals": [0, SOS_UNSAFE, SOS_WARNING, 1], "ticktext": ["0", "0.41", "0.8", "1"]},
+        "bar": {"color": theme.INK, "thickness": 0.25},
+        "steps": [{"range": [0, SOS_UNSAFE], "color": theme.rgba(theme.SAFETY_COLOURS["unsafe"], 0.35)},
+                  {"range": [SOS_UNSAFE, SOS_WARNING], "color": theme.rgba(theme.SAFETY_COLOURS["warning"], 0.35)},
+                  {"range": [SOS_WARNING, 1], "color": theme.rgba(theme.SAFETY_COLOURS["safe"], 0.35)}]}
+    if lowest is not None:
+        gauge["threshold"] = {"line": {"color": theme.SAFETY_COLOURS.get(sos_level(lowest), theme.INK), "width": 4},
+                              "thickness": 0.9, "value": lowest}
+    fig = go.Figure(go.Indicator(mode="gauge+number", value=value if value is not None else 0,
+                                 number={"valueformat": ".3f", "font": {"color": colour, "size": 26}}, gauge=gauge,
+                                 title={"text": title} if title else None))
+    fig.update_layout(template=theme.TEMPLATE, height=150, margin={"l": 26, "r": 26, "t": 14 if not title else 40,
+                                                                   "b": 4})
     return fig
 
 
@@ -79,7 +80,7 @@ def make_sos_figure(rows: Sequence[Mapping[str, Any]], lang: str) -> go.Figure:
     fig.update_yaxes(range=[0, 1.02], row=2, col=1, title_text="f")
     fig.update_layout(template=theme.TEMPLATE, height=500, hovermode="x unified",
                       legend={"y": -0.08, "yanchor": "top"}, margin={"t": 16})
-    return fig
+    return theme.localize_figure(fig, lang)
 
 
 def make_exsos_figure(rows: Sequence[Mapping[str, Any]], lang: str) -> go.Figure:
@@ -98,7 +99,7 @@ def make_exsos_figure(rows: Sequence[Mapping[str, Any]], lang: str) -> go.Figure
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=2, col=1)
     fig.update_layout(template=theme.TEMPLATE, height=420, barmode="stack", bargap=0.05, hovermode="x unified")
-    return fig
+    return theme.localize_figure(fig, lang)
 
 
 def make_membership_figure(curves: Sequence[Mapping[str, Any]], lang: str,
@@ -130,12 +131,14 @@ def make_membership_figure(curves: Sequence[Mapping[str, Any]], lang: str,
 
 
 def make_sol_figure(rows: Sequence[Mapping[str, Any]], lang: str, today: date | None = None,
-                    end_of_life: date | None = None) -> go.Figure:
-    """Observed SoL (solid), forecast (dashed) with its interval, a line at today and the
-    expected end of life."""
+                    end_of_life: date | None = None, bank: int | None = None, show_forecast: bool = True
+                    ) -> go.Figure:
+    """Observed SoL of the bank (solid) and, with `show_forecast`, its forecast (dashed)
+    with the interval and the expected end of life; a line at today. Without a forecast
+    the x axis ends at the observed days (no ten-year empty axis)."""
     t = get_translator(lang)
     obs = [r for r in rows if r.get("observed")]
-    fc = [r for r in rows if not r.get("observed")]
+    fc = [r for r in rows if not r.get("observed")] if show_forecast else []
     fig = go.Figure()
     if fc:
         x = [str(r["date"]) for r in fc]
@@ -145,16 +148,18 @@ def make_sol_figure(rows: Sequence[Mapping[str, Any]], lang: str, today: date | 
                                  fill="tonexty", fillcolor=theme.rgba(theme.SERIES[0], 0.15), name=t("interval")))
         fig.add_trace(go.Scatter(x=x, y=[r.get("value") for r in fc], mode="lines", name=t("forecast"),
                                  line={"color": theme.SERIES[0], "dash": "dash"}))
-    fig.add_trace(go.Scatter(x=[str(r["date"]) for r in obs], y=[r.get("value") for r in obs], mode="lines",
-                             name=t("observed"), line={"color": theme.INK, "width": 1.6}))
-    for moment, label in ((today, t("today")), (end_of_life, "EoL")):
+    fig.add_trace(go.Scatter(x=[str(r["date"]) for r in obs], y=[r.get("value") for r in obs],
+                             mode="lines+markers" if len(obs) < 30 else "lines", marker={"size": 5},
+                             name=t("sol_observed_bank", bank=bank) if bank is not None else t("observed"),
+                             line={"color": theme.INK, "width": 1.6}))
+    for moment, label in ((today, t("today")), (end_of_life if fc else None, t("end_of_life_short"))):
         if moment is not None:
             fig.add_vline(x=str(moment), line={"color": theme.MUTED, "dash": "dot", "width": 1})
             fig.add_annotation(x=str(moment), y=1, yref="paper", text=label, showarrow=False, yanchor="bottom",
                                font={"size": 11, "color": theme.MUTED})
     fig.update_yaxes(title_text="SoL (%)", range=[0, 105])
     fig.update_layout(template=theme.TEMPLATE, height=320, hovermode="x unified")
-    return fig
+    return theme.localize_figure(fig, lang)
 
 
 def make_socp_heatmap(counts: Mapping[int, Mapping[int, int]], cells: int, flagged: Sequence[int],
@@ -175,6 +180,6 @@ def make_socp_heatmap(counts: Mapping[int, Mapping[int, int]], cells: int, flagg
                                  marker={"symbol": "triangle-down", "size": 11, "color": theme.LEVEL_COLOURS["fault"]},
                                  name=t("flagged_cells", cells=", ".join(map(str, flagged))), cliponaxis=False))
     fig.update_xaxes(title_text=t("cell"))
-    fig.update_yaxes(title_text=t("soc_band"))
-    fig.update_layout(template=theme.TEMPLATE, height=360)
+    fig.update_yaxes(title_text=t("soc_band"), automargin=True, title_standoff=10)
+    fig.update_layout(template=theme.TEMPLATE, height=360, margin={"l": 96})
     return fig

@@ -32,7 +32,7 @@ SERIES = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#00
 FACTOR_COLOURS = ("#0072b2", "#56b4e9", "#d55e00", "#cc79a7", "#e69f00", "#009e73", "#8c6d31")  # never the ink
 OBSERVED = INK
 BAND_ALPHA = 0.18
-FORECAST_WINDOW = "rgba(0, 114, 178, 0.08)"
+FORECAST_WINDOW = "rgba(0, 114, 178, 0.16)"
 
 
 def rgba(hex_colour: str, alpha: float) -> str:

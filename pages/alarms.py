@@ -15,7 +15,7 @@ from components.alarms import level_styles, make_counts_figure, make_episode_row
 from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.controls import make_selection_bar
 from components.tables import make_data_table
-from components.theme import GRAPH_CONFIG
+from components.theme import graph_config
 from components.urlstate import ALL, Problem, ViewState, parse_view_state
 from pages._selection import get_portal, register_selection_callbacks, site_and_range, with_default_range
 from services.core.errors import EssError, NotComputed
@@ -145,7 +145,8 @@ def update_counts(data: dict[str, Any], lang: str) -> Any:
         return html.Div(get_translator(lang)("not_computed_short"), className="text-muted small")
     except EssError as exc:
         return make_error_alert(exc, lang)
-    return dcc.Graph(figure=make_counts_figure(rows, lang, (state.start or "", state.end or "")), config=GRAPH_CONFIG)
+    return dcc.Graph(figure=make_counts_figure(rows, lang, (state.start or "", state.end or "")),
+                     config=graph_config(lang))
 
 
 @callback(Output(ids.ALARMS_EPISODES, "data"), Output(ids.ALARMS_EPISODES, "columns"),

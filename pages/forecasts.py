@@ -1,6 +1,8 @@
 """Forecasts of one rack: observed against each model 10 minutes ahead for max/min cell
-voltage, max/min cell temperature and SoS (MAE/RMSE of the stored backtests in the legend,
-the best model marked), and the 1-day forecast of max cell voltage."""
+voltage, max/min cell temperature and SoS, each with the backtest of its models over the
+page's range (MASE against persistence, MAE and RMSE with units, the number of issue times;
+"no model beats persistence here" where none does), and the 1-day forecast of max cell
+voltage."""
 
 from __future__ import annotations
 
@@ -13,8 +15,13 @@ from dash import Input, Output, State, callback, dcc, html
 from components import ids
 from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
 from components.controls import make_selection_bar
-from components.forecasts import make_day_ahead_figure, make_forecast_figure
-from components.theme import GRAPH_CONFIG
+from components.forecasts import (
+    make_accuracy_table,
+    make_backtest_note,
+    make_day_ahead_figure,
+    make_forecast_figure,
+)
+from components.theme import graph_config
 from components.urlstate import ViewState, parse_view_state
 from pages._selection import get_portal, register_selection_callbacks, site_and_range, with_default_range
 from services.analytics.summaries import get_day_ahead, get_forecasts
@@ -79,10 +86,13 @@ def update_targets(data: dict[str, Any], lang: str) -> Any:
         if not result.get("rows"):
             body: Any = make_no_data_alert(None, lang)
         else:
-            body = dcc.Graph(figure=make_forecast_figure(result["rows"], result.get("accuracy") or {},
-                                                         result.get("best"), t(f"target_{target}"), TARGETS[target],
-                                                         lang), config=GRAPH_CONFIG)
-        cols.append(dbc.Col(dbc.Card(dbc.CardBody(body), className="mb-3 shadow-sm"), xl=6))
+            accuracy = result.get("accuracy") or {}
+            body = [dcc.Graph(figure=make_forecast_figure(result["rows"], accuracy, result.get("best"),
+                                                          t(f"target_{target}"), TARGETS[target], lang),
+                              config=graph_config(lang)),
+                    *make_backtest_note(accuracy, (state.start or "", state.end or ""), lang),
+                    make_accuracy_table(accuracy, result.get("best"), TARGETS[target], lang)]
+        cols.append(dbc.Col(dbc.Card(dbc.CardBody(body), className="mb-3 shadow-sm", id=f"forecast-{target}"), xl=6))
     return dbc.Row(cols)
 
 
@@ -99,4 +109,4 @@ def update_day_ahead(data: dict[str, Any], lang: str) -> Any:
         return make_error_alert(exc, lang)
     if not result.get("row"):
         return make_no_data_alert(None, lang)
-    return dcc.Graph(figure=make_day_ahead_figure(result["row"], "V", lang), config=GRAPH_CONFIG)
+    return dcc.Graph(figure=make_day_ahead_figure(result["row"], "V", lang), config=graph_config(lang))

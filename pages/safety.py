@@ -20,11 +20,21 @@ from components.safety import (
     make_sol_figure,
     make_sos_figure,
     make_sos_gauge,
+    sos_level,
 )
-from components.theme import GRAPH_CONFIG
+from components.theme import graph_config
 from components.urlstate import Problem, ViewState, get_time_range, parse_view_state
 from pages._selection import get_portal, register_selection_callbacks, site_and_range, with_default_range
-from services.analytics.summaries import get_exsos, get_rack_sos, get_socp, get_sol, get_sos
+from services.analytics.summaries import (
+    get_exsos,
+    get_rack_lowest_sos,
+    get_rack_sos,
+    get_socp,
+    get_sol,
+    get_sol_fit,
+    get_sos,
+    sol_withheld,
+)
 from services.core.errors import EssError
 from services.core.i18n import get_translator
 from services.core.registry import Registry
@@ -99,8 +109,8 @@ def layout(lang: str | None = None, **query: str) -> html.Div:
 register_selection_callbacks(SIDS, extra=((ids.SAFETY_PERIOD, "period"), (ids.SAFETY_STATUS, "status")))
 
 
-def _graph(fig: Any) -> dcc.Graph:
-    return dcc.Graph(figure=fig, config=GRAPH_CONFIG)
+def _graph(fig: Any, lang: str) -> dcc.Graph:
+    return dcc.Graph(figure=fig, config=graph_config(lang))
 
 
 @callback(Output(ids.SAFETY_SOS, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
@@ -115,19 +125,36 @@ def update_sos(data: dict[str, Any], lang: str) -> Any:
         engine = get_portal().app_db
         rows = get_sos(engine, site, state.bank, state.rack, tr)
         gauges = get_rack_sos(engine, site, state.bank, tr)
+        lowest = get_rack_lowest_sos(engine, site, state.bank, tr)
     except EssError as exc:
         return make_error_alert(exc, lang)
     if not rows:
         return make_no_data_alert(None, lang)
-    return html.Div([make_gauge_row(gauges, state.rack, lang), _graph(make_sos_figure(rows, lang))])
+    return html.Div([make_gauge_row(gauges, lowest, state.rack, lang), _graph(make_sos_figure(rows, lang), lang)])
 
 
-def make_gauge_row(gauges: dict[int, float | None], chosen: int | None, lang: str) -> dbc.Row:
+def make_gauge_row(gauges: dict[int, float | None], lowest: dict[int, float], chosen: int | None,
+                   lang: str) -> html.Div:
+    """One gauge per rack: the newest SoS of the range (the dial and number) and the lowest
+    of the range (a mark on the dial, and written under it), the level in words above."""
     t = get_translator(lang)
-    return dbc.Row([dbc.Col(dcc.Graph(figure=make_sos_gauge(value, lang, t("rack_n", n=rack)),
-                                      config={"displayModeBar": False}, className="ess-gauge" + (
-                                          " ess-gauge-chosen" if rack == chosen else "")),
-                            xs=6, md=4, xl=2) for rack, value in gauges.items()], className="g-2 mb-2")
+    cols = []
+    for rack, value in gauges.items():
+        low = lowest.get(rack)
+        level = sos_level(value)
+        head = html.Div([html.Span(t("rack_n", n=rack), className="fw-semibold me-1"),
+                         html.Span(t(level) if level != "nodata" else t("level_nodata"),
+                                   className=f"ess-gauge-level sos-{level}")], className="small text-center")
+        foot = html.Div([html.Span(t("sos_lowest_in_range") + " "),
+                         html.Span("—" if low is None else f"{low:.3f}",
+                                   className=f"fw-semibold sos-{sos_level(low)}")],
+                        className="small text-center text-muted")
+        cols.append(dbc.Col(html.Div([head, dcc.Graph(figure=make_sos_gauge(value, lang, lowest=low),
+                                                      config={"displayModeBar": False}), foot],
+                                     className="ess-gauge" + (" ess-gauge-chosen" if rack == chosen else ""),
+                                     id=f"safety-gauge-{rack}"), xs=6, md=4, xl=2))
+    legend = html.Div(t("gauge_legend"), className="small text-muted mb-2")
+    return html.Div([dbc.Row(cols, className="g-2 mb-1"), legend])
 
 
 @callback(Output(ids.SAFETY_EXSOS, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
@@ -144,8 +171,8 @@ def update_exsos(data: dict[str, Any], lang: str) -> Any:
     if not rows:
         return make_no_data_alert(None, lang)
     detail = rows[-1].get("membership_degree_detail")
-    return dbc.Row([dbc.Col(_graph(make_exsos_figure(rows, lang)), lg=7),
-                    dbc.Col(_graph(make_membership_figure(curves, lang, detail)), lg=5)])
+    return dbc.Row([dbc.Col(_graph(make_exsos_figure(rows, lang), lang), lg=7),
+                    dbc.Col(_graph(make_membership_figure(curves, lang, detail), lang), lg=5)])
 
 
 @callback(Output(ids.SAFETY_SOC_SOH, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
@@ -165,7 +192,7 @@ def update_soc_soh(data: dict[str, Any], lang: str) -> Any:
         return make_error_alert(exc, lang)
     if series.points == 0:
         return make_no_data_alert(None, lang)
-    return _graph(make_series_figure(series, meta, lang, x_range=(state.start, state.end or "")))
+    return _graph(make_series_figure(series, meta, lang, x_range=(state.start, state.end or "")), lang)
 
 
 @callback(Output(ids.SAFETY_SOL, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
@@ -177,13 +204,28 @@ def update_sol(data: dict[str, Any], lang: str) -> Any:
     t = get_translator(lang)
     try:
         site, _tr = site_and_range(state)
-        rows, today, eol = get_sol(get_portal().app_db, site, state.bank)
+        engine = get_portal().app_db
+        rows, today, eol = get_sol(engine, site, state.bank)
+        fit = get_sol_fit(engine, site, state.bank)
     except EssError as exc:
         return make_error_alert(exc, lang)
     if not rows:
         return make_no_data_alert(None, lang)
-    note = html.Div(t("eol_date", date=eol.isoformat()), className="small text-muted") if eol else None
-    return html.Div([_graph(make_sol_figure(rows, lang, today, eol)), note])
+    withheld = sol_withheld(fit, sum(1 for r in rows if not r.get("observed")))
+    notes = [html.Div(t("sol_per_bank", bank=state.bank), className="small text-muted")]
+    if withheld is not None:
+        key, values = withheld
+        notes.append(dbc.Alert(t(key, **values), color="secondary", className="py-1 px-2 mb-1 small ess-sol-reason"))
+    elif eol:
+        notes.append(html.Div(t("eol_date", date=eol.isoformat()), className="small text-muted"))
+    if fit.get("fitted_days") is not None:
+        notes.append(html.Div(t("sol_fit", days=fit["fitted_days"], first=fit.get("first_date", "—"),
+                                last=fit.get("last_date", "—")), className="small text-muted"))
+    if fit.get("note"):
+        notes.append(html.Div([html.Span(t("sol_api_note") + " "), html.Q(str(fit["note"]))],
+                              className="small text-muted ess-sol-note"))
+    figure = make_sol_figure(rows, lang, today, eol, bank=state.bank, show_forecast=withheld is None)
+    return html.Div([_graph(figure, lang), *notes])
 
 
 @callback(Output(ids.SAFETY_SOCP, "children"), Input(SIDS.state, "data"), State(ids.LANG, "value"))
@@ -203,4 +245,4 @@ def update_socp(data: dict[str, Any], lang: str) -> Any:
         return make_no_data_alert(None, lang)
     note = t("flagged_cells", cells=", ".join(map(str, flagged))) if flagged else t("no_flagged_cells")
     return html.Div([html.Div(t("socp_day", day=day), className="small text-muted"),
-                     _graph(make_socp_heatmap(counts, cells, flagged, lang)), html.Div(note, className="small")])
+                     _graph(make_socp_heatmap(counts, cells, flagged, lang), lang), html.Div(note, className="small")])

@@ -17,7 +17,13 @@ from components.alarms import make_counts_figure, make_episode_rows, make_event_
 from components.alerts import make_error_alert, make_problems_alert
 from components.charts import describe_width, make_series_figure
 from components.downloads import format_bytes
-from components.forecasts import make_day_ahead_figure, make_forecast_figure, model_label
+from components.forecasts import (
+    make_accuracy_table,
+    make_backtest_note,
+    make_day_ahead_figure,
+    make_forecast_figure,
+    model_label,
+)
 from components.layout import make_nav_href
 from components.links import make_download_url, make_rows_url, make_stats_url
 from components.live import judge, make_rack_grid, newest_time
@@ -226,13 +232,22 @@ def test_rack_grid_colours_cells_by_the_protection_map() -> None:
     assert newest_time(_snapshot()) == "2022-09-01T10:00:00+09:00"
 
 
+
+def text_of(component: object) -> str:
+    """Every string of a Dash component tree, as JSON."""
+    return json.dumps(component, default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o),
+                      ensure_ascii=False)
+
+
 # ----- safety, forecasts, alarms -----------------------------------------------------------
 
 def test_safety_builders() -> None:
     assert [sos_level(v) for v in (0.9, 0.8, 0.5, 0.4096, 0.4, None)] == ["safe", "safe", "warning", "warning",
                                                                           "unsafe", "nodata"]
-    gauge = make_sos_gauge(0.5, "ko", "랙 1")
-    assert gauge.data[0].value == 0.5 and "경고" in gauge.data[0].title.text
+    gauge = make_sos_gauge(0.5, "ko", lowest=0.04)
+    assert gauge.data[0].value == 0.5 and gauge.data[0].gauge.threshold.value == 0.04  # now, and the worst mark
+    assert gauge.data[0].gauge.threshold.line.color == "#e03131"  # the worst is unsafe: red
+    assert make_sos_gauge(0.9, "en").data[0].gauge.threshold.value is None
     rows = [{"time": "2022-09-01T10:00:00+09:00", "sos_score": 0.9, "over_voltage": 1.0, "under_voltage": 0.95}]
     fig = make_sos_figure(rows, "en")
     assert len(fig.data) == 8 and fig.data[0].y == (0.9,)
@@ -240,15 +255,26 @@ def test_safety_builders() -> None:
     assert heat.data[0].z[9][2] == 40 and heat.data[0].z[0][0] == 5 and list(heat.data[1].x) == [3]
 
 
-def test_forecast_legend_carries_the_backtest_and_the_best_model() -> None:
+def test_forecasts_show_the_backtest_honestly() -> None:
     rows = [{"time": "2022-09-01T10:00:00+09:00", "target_time": "2022-09-01T10:10:00+09:00",
              "values": {"observed": 3.9, "persistence": 3.88, "drift": 3.905}, "intervals": {"drift": [3.9, 3.91]}}]
-    accuracy = {"drift": {"mae": 0.0012, "rmse": 0.0021}, "persistence": {"mae": 0.003, "rmse": 0.004}}
-    assert model_label("drift", accuracy, "drift", "en") == "drift · MAE 0.0012 · RMSE 0.0021 ★"
+    accuracy = {"drift": {"mae": 0.0012, "rmse": 0.0021, "mase": 0.4, "count": 37},
+                "persistence": {"mae": 0.003, "rmse": 0.004, "mase": 1.0, "count": 37}}
+    assert model_label("drift", "drift") == "drift ★"
     fig = make_forecast_figure(rows, accuracy, "drift", "Max cell voltage", "V", "en")
     names = [t.name for t in fig.data]
-    assert "drift · MAE 0.0012 · RMSE 0.0021 ★" in names and names[-1] == "observed"
-    assert fig.layout.shapes[0].x0 == "2022-09-01T10:00:00"  # the forecast window is shaded
+    assert "drift ★" in names and names[-1] == "observed"
+    horizon = fig.layout.shapes[0]  # the newest forecast's horizon is shaded, issue time to target time
+    assert (horizon.x0, horizon.x1, horizon.name) == ("2022-09-01T10:00:00", "2022-09-01T10:10:00", "forecast-horizon")
+    table = text_of(make_accuracy_table(accuracy, "drift", "V", "en"))
+    assert all(s in table for s in ('"MAE (V)"', '"RMSE (V)"', '"MASE"', '"0.40"', '"0.0012"', '"37"', "drift ★"))
+    period = ("2022-09-01T09:00", "2022-09-01T15:06")
+    assert "Backtest: 37 issue times, 2022-09-01 09:00 – 2022-09-01 15:06" in text_of(make_backtest_note(
+        accuracy, period, "en"))
+    assert "No model beats persistence" not in text_of(make_backtest_note(accuracy, period, "en"))
+    sos = {"ridge": {"mae": 0.0114, "mase": 1.0, "count": 5}, "persistence": {"mae": 0.0114, "mase": 1.0, "count": 5},
+           "drift": {"mae": 0.02, "mase": 1.7, "count": 5}}
+    assert "No model beats persistence here" in text_of(make_backtest_note(sos, period, "en"))
     day = make_day_ahead_figure({"values": {"time": ["2022-09-02T00:00:00+09:00"], "observed": [3.4], "ridge": [3.41],
                                             "daily_profile": [3.42], "lower": [3.3], "upper": [3.5]},
                                  "default_model": "daily_profile"}, "V", "en")
@@ -275,7 +301,8 @@ def test_alarm_builders() -> None:
     assert (row["duration"], row["peak"], row["description"]) == ("1 min", "4.110 V", "over-voltage")
     assert row["explore"] == ("[open in Explorer](/explorer?site=1&component=rack&bank=1&rack=3"
                               "&fields=rack_max_cell_voltage&start=2022-09-01T13:24&end=2022-09-01T13:46)")
-    assert make_episode_rows(1, [episode | {"source": ["threshold", "bms"]}], "ko")[0]["source"] == "임계값 + BMS 플래그"
+    both = make_episode_rows(1, [episode | {"source": ["threshold", "bms"]}], "ko")[0]
+    assert both["source"] == "임계값 + BMS 플래그"
 
 
 # ----- alerts and translations --------------------------------------------------------------

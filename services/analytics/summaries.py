@@ -18,7 +18,7 @@ from services.analytics import tables as st
 from services.analytics.bookkeeping import get_state
 from services.analytics.results import Scope, Window
 from services.analytics.sos import LEVELS, level_codes
-from services.core.errors import NotComputed
+from services.core.errors import NotComputed, NotFound
 from services.core.registry import Site
 from services.storage.dialect import to_epoch
 from services.telemetry.series import choose_width
@@ -178,6 +178,30 @@ def get_sol(engine: Engine, site: Site, bank: int | None) -> tuple[list[dict[str
     eol = summary.get("end_of_life_date")
     return (rows, date.fromisoformat(observed[-1]) if observed else None,
             date.fromisoformat(eol) if eol else None)
+
+
+MIN_SOL_DAYS = 30  # fewer days of SoH identify no trend (issue 17): the page draws no forecast line
+
+
+def get_sol_fit(engine: Engine, site: Site, bank: int | None) -> dict[str, Any]:
+    """How the bank's SoL forecast was made (days fitted on, note, and `reason` when the
+    analytics say why there is no forecast); {} when no fit is stored."""
+    try:
+        return results.get_sol_summary(engine, Scope(site, bank).check())
+    except NotFound:
+        return {}
+
+
+def sol_withheld(fit: dict[str, Any], forecast_rows: int) -> tuple[str, dict[str, Any]] | None:
+    """Why the page shows no SoL forecast line, as a message key and its values: the
+    analytics' own `reason` ("sol_reason_api"), or too few fitted days ("sol_reason_short",
+    fewer than MIN_SOL_DAYS) when they give none; None when the line is shown."""
+    if fit.get("reason"):
+        return "sol_reason_api", {"reason": str(fit["reason"])}
+    days = fit.get("fitted_days")
+    if isinstance(days, int) and days < MIN_SOL_DAYS and forecast_rows:
+        return "sol_reason_short", {"days": days, "needed": MIN_SOL_DAYS}
+    return None
 
 
 def get_socp(engine: Engine, site: Site, bank: int | None, rack: int | None, tr: TimeRange | None, period: int,

@@ -220,6 +220,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sol_title": ("State of life (SoL) and its forecast", "수명 상태(SoL)와 예측"),
     "socp_title": ("Cell positions of the extreme cell (SoCP)", "극값 셀 위치 (SoCP)"),
     "eol_date": ("Expected end of life: {date}", "예상 수명 종료: {date}"),
+    "end_of_life_short": ("end of life", "수명 종료"),
+    "sol_observed_bank": ("observed SoL, bank {bank}", "관측 SoL, 뱅크 {bank}"),
+    "sol_per_bank": ("SoL is computed per bank: this is bank {bank} (all its racks).",
+                     "SoL은 뱅크 단위로 계산됩니다: 뱅크 {bank} (모든 랙)."),
+    "sol_reason_short": ("No forecast line: SoH covers only {days} day(s); at least {needed} days are needed to "
+                         "identify a trend.",
+                         "예측선 없음: SoH가 {days}일분뿐입니다. 추세를 알려면 최소 {needed}일이 필요합니다."),
+    "sol_reason_api": ("No forecast line: {reason}", "예측선 없음: {reason}"),
+    "sol_fit": ("Fitted on {days} day(s) of SoH, {first} to {last}.", "SoH {days}일분({first} ~ {last})으로 적합."),
+    "sol_api_note": ("Analytics note:", "분석 메모:"),
+    "sos_lowest_in_range": ("lowest in range", "범위 내 최저"),
+    "gauge_legend": ("Dial and number: the newest SoS of the range; the coloured mark: the lowest SoS of the range.",
+                     "바늘과 숫자: 범위의 최신 SoS, 색 표시: 범위 내 최저 SoS."),
     "safe": ("safe", "안전"),
     "unsafe": ("unsafe", "위험"),
     "warning": ("warning", "경고"),
@@ -261,17 +274,28 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "what_events": ("Protection-map events", "보호 맵 이벤트"),
     # ----- forecasts -----------------------------------------------------------------
     "forecasts_title": ("Forecasts", "예측"),
-    "forecasts_lead": ("Observed against every model, 10 minutes ahead; MAE and RMSE from the stored backtests; "
-                       "★ marks the model with the best backtest.",
-                       "10분 앞 관측값과 모든 모델 비교. MAE·RMSE는 저장된 백테스트 결과이며 "
-                       "★는 가장 좋은 모델입니다."),
+    "forecasts_lead": ("Observed against every model, 10 minutes ahead. Under each chart, the backtest over the "
+                       "chosen range: MASE (below 1 beats persistence), MAE and RMSE; ★ marks the model the backtest "
+                       "chose.",
+                       "10분 앞 관측값과 모든 모델 비교. 각 차트 아래는 선택한 범위의 백테스트입니다: "
+                       "MASE(1 미만이면 지속 모델보다 좋음), MAE, RMSE. ★는 백테스트로 선택된 모델입니다."),
+    "model": ("model", "모델"),
+    "mase_title": ("Mean absolute scaled error: the model's MAE divided by persistence's on the same issue times",
+                   "평균 절대 척도 오차: 같은 발행 시각에서 모델 MAE를 지속 모델 MAE로 나눈 값"),
+    "issue_times": ("issue times", "발행 횟수"),
+    "backtest_period": ("Backtest: {n} issue times, {start} – {end} (the chosen range).",
+                        "백테스트: 발행 {n}회, {start} ~ {end} (선택한 범위)."),
+    "no_model_beats_persistence": ("No model beats persistence here (every MASE ≥ 1): the newest value is the best "
+                                   "forecast for this target and range.",
+                                   "여기서는 지속 모델보다 나은 모델이 없습니다 (모든 MASE ≥ 1): 이 대상과 범위에서는 "
+                                   "최신값이 가장 좋은 예측입니다."),
+    "forecast_horizon": ("next 10 min", "다음 10분"),
     "target_max_cell_voltage": ("Max cell voltage", "최대 셀 전압"),
     "target_min_cell_voltage": ("Min cell voltage", "최소 셀 전압"),
     "target_max_cell_temperature": ("Max cell temperature", "최대 셀 온도"),
     "target_min_cell_temperature": ("Min cell temperature", "최소 셀 온도"),
     "target_sos": ("SoS", "SoS"),
     "day_ahead": ("1-day forecast of max cell voltage (10-minute steps)", "최대 셀 전압 1일 예측 (10분 간격)"),
-    "forecast_window": ("forecast window", "예측 구간"),
     "best_model": ("best", "최우수"),
     # ----- alarms --------------------------------------------------------------------
     "alarms_title": ("Alarms", "알람"),

@@ -22,7 +22,7 @@ from services.core.errors import InvalidQuery, NotFound
 from services.storage.dialect import to_epoch
 from services.storage.schema import is_key_column, time_column
 from services.telemetry.export import open_csv_stream
-from services.telemetry.rows import Selector, count_rows, fetch_all, fetch_latest, resolve_columns
+from services.telemetry.rows import Selector, count_rows, fetch_all, fetch_latest, fetch_oldest, resolve_columns
 from services.telemetry.stats import StatsQuery, bucket_stats
 from services.telemetry.timerange import TimeRange
 
