@@ -70,4 +70,4 @@ def di_download(site: int, data_type: str) -> Response:
     naming = _naming(sel)
     columns = naming.resolve(sel, request.args.get("fields"), None)
     return csv_response(open_csv_stream(sel, tr, columns, names=naming.names(columns)),
-                        csv_filename(sel.site, data_type, tr, prefix="di_"))
+                        csv_filename(sel.site, data_type, tr, prefix="di_", bank=sel.bank_id, rack=sel.rack_id))

@@ -28,7 +28,8 @@ def download(site: int, data_type: str) -> Response:
     tr = parse_range(request.args, sel.site.tz)
     assert tr is not None
     columns = resolve_columns(sel, request.args.get("fields"), None)
-    return csv_response(open_csv_stream(sel, tr, columns), csv_filename(sel.site, data_type, tr))
+    return csv_response(open_csv_stream(sel, tr, columns),
+                        csv_filename(sel.site, data_type, tr, bank=sel.bank_id, rack=sel.rack_id))
 
 
 def download_selector(site: int, data_type: str) -> Selector:

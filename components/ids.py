@@ -82,6 +82,7 @@ class SelectionIds:
 OVERVIEW = SelectionIds("overview")
 OVERVIEW_CARDS = "overview-cards"
 OVERVIEW_ALERT = "overview-alert"
+NOT_FOUND_TITLE = "not-found-title"
 OVERVIEW_INTERVAL = "overview-interval"  # the cards refresh on it
 
 # ----- live monitoring --------------------------------------------------------------

@@ -31,7 +31,7 @@ def make_shell(pages: Iterable[dict[str, Any]]) -> html.Div:
     t = get_translator(DEFAULT_LANG)
     links = [dbc.NavItem(dbc.NavLink(t(p["nav_key"]) if p.get("nav_key") else p["name"], href=p["relative_path"],
                                      id={"type": ids.NAV_LINK, "page": p["path"]}))
-             for p in sorted(pages, key=lambda p: p.get("order") or 0)]
+             for p in sorted(pages, key=lambda p: p.get("order") or 0) if p.get("nav_key")]  # not the 404 page
     navbar = dbc.Navbar(
         dbc.Container([
             dbc.NavbarBrand([html.Span("▮", className="ess-brand-mark me-2"), html.Span(t("brand"), id=ids.BRAND)],

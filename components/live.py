@@ -49,10 +49,18 @@ def judge(value: Any, limit: Limit | None) -> str:
     return LEVEL_BY_NUMBER[limit.level(float(value))]
 
 
-def _value(value: Any, digits: int = 3) -> str:
+def format_value(value: Any, unit: str = "") -> str:
+    """A reading with the decimals its unit carries: cell voltages to the millivolt
+    (`3.402`, as the bank tile shows them), rack and bank voltages, currents, powers,
+    temperatures and percentages to one decimal; other values to 4 significant digits."""
     if value is None:
         return "—"
-    return f"{float(value):.{digits}g}" if abs(float(value)) < 1000 else f"{float(value):.0f}"
+    v = float(value)
+    if unit == "V":
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    if unit in ("A", "kW", "kWh", "°C", "%"):
+        return f"{v:.1f}"
+    return f"{v:.4g}" if abs(v) < 10000 else f"{v:.0f}"
 
 
 def make_rack_grid(snapshot: Mapping[str, Any], limits: Mapping[str, Limit], units: Mapping[str, str],
@@ -74,7 +82,8 @@ def make_rack_grid(snapshot: Mapping[str, Any], limits: Mapping[str, Limit], uni
                                                   className="text-nowrap")]
         for f in fields:
             level = "nodata" if stale else judge(row.get(f), limits.get(f.upper()))
-            cells.append(html.Td(_value(None if stale else row.get(f)), className=f"lvl-cell lvl-{level}",
+            cells.append(html.Td(format_value(None if stale else row.get(f), units.get(f, "")),
+                                 className=f"lvl-cell lvl-{level}",
                                  title=t(f"level_{level}") if level != "neutral" else f))
         body.append(html.Tr(cells, id=f"live-rack-{row.get('bank_id')}-{row.get('rack_id')}"))
     legend = html.Div([html.Span(t(f"level_{lv}"), className=f"lvl-chip lvl-{lv} me-1")
@@ -91,7 +100,8 @@ def make_bank_tiles(snapshot: Mapping[str, Any], units: Mapping[str, str], lang:
         if not row:
             continue
         items = [html.Div([html.Div(SHORT_LABELS.get(f, f), className="ess-kv-k"),
-                           html.Div([_value(row.get(f), 4), html.Span(f" {units.get(f, '')}", className="ess-unit")],
+                           html.Div([format_value(row.get(f), units.get(f, "")),
+                                     html.Span(f" {units.get(f, '')}", className="ess-unit")],
                                     className="ess-kv-v")], className="ess-kv", title=f)
                  for f in BANK_FIELDS if f in row]
         tiles.append(dbc.Col(dbc.Card(dbc.CardBody([html.Div(t("bank_n", n=row.get("bank_id")),
@@ -109,7 +119,8 @@ def make_room_panel(etc: Mapping[str, Any] | None, units: Mapping[str, str], lab
     if not etc:
         return html.Div(t("level_nodata"), className="text-muted small")
     items = [html.Div([html.Div(labels.get(k, k), className="ess-kv-k", title=k),
-                       html.Div([_value(v, 4), html.Span(f" {units.get(k, '')}", className="ess-unit")],
+                       html.Div([format_value(v, units.get(k, "")), html.Span(f" {units.get(k, '')}",
+                                                                               className="ess-unit")],
                                 className="ess-kv-v")], className="ess-kv")
              for k, v in etc.items() if k not in ("timestamp", "bank_id") and not isinstance(v, dict | list)]
     return html.Div(items, className="ess-kv-grid")

@@ -158,7 +158,7 @@ def make_sol_figure(rows: Sequence[Mapping[str, Any]], lang: str, today: date | 
             fig.add_annotation(x=str(moment), y=1, yref="paper", text=label, showarrow=False, yanchor="bottom",
                                font={"size": 11, "color": theme.MUTED})
     fig.update_yaxes(title_text="SoL (%)", range=[0, 105])
-    fig.update_layout(template=theme.TEMPLATE, height=320, hovermode="x unified")
+    fig.update_layout(template=theme.TEMPLATE, height=320, hovermode="x unified", showlegend=True)
     return theme.localize_figure(fig, lang)
 
 

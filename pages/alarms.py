@@ -12,7 +12,7 @@ from dash import Input, Output, State, callback, dcc, html
 
 from components import ids
 from components.alarms import level_styles, make_counts_figure, make_episode_rows, make_event_rows
-from components.alerts import make_error_alert, make_no_data_alert, make_problems_alert
+from components.alerts import make_error_alert, make_problems_alert
 from components.controls import make_selection_bar
 from components.tables import make_data_table
 from components.theme import graph_config
@@ -127,7 +127,7 @@ def update_events(data: dict[str, Any], page_current: int | None, lang: str) -> 
         return [], _columns(EVENT_COLUMNS, lang), 1, make_error_alert(exc, lang)
     except EssError as exc:
         return [], [], 1, make_error_alert(exc, lang)
-    alert = make_no_data_alert(None, lang) if total == 0 else None
+    alert = make_no_match_alert(state, lang) if total == 0 else None
     return (make_event_rows(events, lang), _columns(EVENT_COLUMNS, lang), max(1, math.ceil(total / PAGE_SIZE)),
             alert)
 
@@ -161,6 +161,15 @@ def update_episodes(data: dict[str, Any], lang: str) -> tuple[Any, Any, Any]:
     except EssError as exc:
         return [], _columns(EPISODE_COLUMNS, lang), make_error_alert(exc, lang)
     return make_episode_rows(state.site, episodes, lang), _columns(EPISODE_COLUMNS, lang), None
+
+
+def make_no_match_alert(state: ViewState, lang: str) -> dbc.Alert:
+    """No event: "none match these filters" when a filter is set (the data is there),
+    "no alarm in this range" otherwise (a quiet range, not missing data)."""
+    t = get_translator(lang)
+    filtered = any(state.get(k) for k in ("level", "code", "text")) or state.bank is not None
+    key = "no_events_match" if filtered else "no_events_in_range"
+    return dbc.Alert(t(key), color="secondary", className="mb-3 py-2 small ess-alert code-no_events")
 
 
 def event_filter(state: ViewState) -> EventFilter:

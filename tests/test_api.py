@@ -173,6 +173,9 @@ def test_csv_download_equals_json_rows(client: Any, demo_env: DemoEnv, sid: Any)
     assert resp.headers["Content-Disposition"] == (
         f'attachment; filename="site{site.id}_rack_20220901T135958_20220901T140002.csv"')
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+    one = client.get(f"/api/ess/download/operating-sites/{site.id}/rack/?{query}&bank-id=1&rack-id=2")
+    assert one.headers["Content-Disposition"] == (  # one rack's file says which
+        f'attachment; filename="site{site.id}_rack_bank1_rack2_20220901T135958_20220901T140002.csv"')
     json_rows = client.get(f"/api/ess/operating-sites/{site.id}/banks/1/racks/?{query}&no_page").get_json()
     json_rows += client.get(f"/api/ess/operating-sites/{site.id}/banks/2/racks/?{query}&no_page").get_json()
     json_rows.sort(key=lambda r: (r["timestamp"], r["bank_id"], r["rack_id"]))

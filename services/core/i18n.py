@@ -326,6 +326,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col_peak": ("peak", "최대"),
     "col_samples": ("samples", "샘플 수"),
     "col_explore": ("chart", "차트"),
+    "no_events_match": ("No event matches these filters in this range. Clear a filter or widen the range.",
+                        "이 범위에서 이 필터와 일치하는 이벤트가 없습니다. 필터를 지우거나 범위를 넓히세요."),
+    "no_events_in_range": ("No alarm event in this range: every judged value stayed within the protection map.",
+                           "이 범위에는 알람 이벤트가 없습니다: 판정한 모든 값이 보호 맵 안에 있었습니다."),
     "explore_moment": ("open in Explorer", "데이터 탐색에서 열기"),
     "source_threshold": ("threshold", "임계값"),
     "source_bms": ("BMS flag", "BMS 플래그"),
@@ -342,6 +346,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "estimate_exact": ("{rows} rows, about {size}", "{rows}행, 약 {size}"),
     "start_download": ("Start download", "다운로드 시작"),
     "choose_types": ("Choose at least one data type.", "데이터 종류를 하나 이상 고르세요."),
+    # ----- 404 -------------------------------------------------------------------------
+    "not_found_title": ("Page not found", "페이지를 찾을 수 없습니다"),
+    "not_found_body": ("There is no page at this address. These are the portal's pages:",
+                       "이 주소에는 페이지가 없습니다. 포털의 페이지는 다음과 같습니다:"),
+    "not_found_api": ("Looking for data? The API is under /api/ess/ (see the API page).",
+                      "데이터를 찾으세요? API는 /api/ess/ 아래에 있습니다 (API 페이지 참고)."),
     # ----- api -----------------------------------------------------------------------
     "api_title": ("API", "API"),
     "api_lead": ("Everything on these pages comes from a JSON/CSV API you can call yourself.",

@@ -37,11 +37,14 @@ CANCEL_WAIT_S = 5.0  # how long a cancelled COPY may take to stop before its con
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: tab and CR start formulas too
 
 
-def csv_filename(site: Site, component: str, tr: TimeRange, prefix: str = "") -> str:
-    """`site1_rack_20220901T100000_20220901T120000.csv` (site-local times)."""
+def csv_filename(site: Site, component: str, tr: TimeRange, prefix: str = "", bank: int | None = None,
+                 rack: int | None = None) -> str:
+    """`site1_rack_20220901T100000_20220901T120000.csv` (site-local times), with the bank
+    and rack when the download is of one: `site1_rack_bank1_rack3_....csv`."""
     fmt = "%Y%m%dT%H%M%S"
     start, end = tr.start.astimezone(site.tz).strftime(fmt), tr.end.astimezone(site.tz).strftime(fmt)
-    return f"{prefix}site{site.id}_{component}_{start}_{end}.csv"
+    ids = (f"_bank{bank}" if bank is not None else "") + (f"_rack{rack}" if rack is not None else "")
+    return f"{prefix}site{site.id}_{component}{ids}_{start}_{end}.csv"
 
 
 def fixed_offset(tz: ZoneInfo, tr: TimeRange) -> timedelta | None:
