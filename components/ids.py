@@ -94,6 +94,8 @@ LIVE_GRID = "live-grid"
 LIVE_ROOM = "live-room"
 LIVE_EVENTS = "live-events"
 LIVE_DATA_ALERT = "live-data-alert"
+LIVE_TREND = "live-trend"  # the last minutes of one rack field across the racks, with its limits
+LIVE_TREND_FIELD = "live-trend-field"
 
 # ----- explorer ---------------------------------------------------------------------
 EXPLORER = SelectionIds("explorer")

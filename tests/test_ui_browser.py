@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from components import ids
+from services.core.i18n import MESSAGES
 from tests.conftest import DemoEnv
 
 pytestmark = pytest.mark.browser
@@ -224,4 +226,124 @@ def test_live_page_follows_new_rows(duo: Any, appended_rows: Callable[[int], str
     assert newer == "2022-09-02 00:00:04"
     duo.wait_for_contains_text(f"#{ids.LIVE_UPDATED}", newer, timeout=12)  # the next refresh (every 3 s)
     assert duo.find_element("#live-rack-1-2")
+    assert duo.get_logs() == []
+
+
+
+# ----- the operator's view (issue 16): the overview tells the truth, charts carry context -----
+
+@pytest.fixture(scope="module")
+def judged(app: Any) -> Any:
+    """Protection events and analytics of demo site 3 (SQLite), whose rack 2 has a
+    communication-fault burst at 18:00 (a fault episode within the last 24 h of its data)."""
+    from services.analytics.jobs import analyze
+    from services.protection.evaluation import evaluate_sites
+
+    portal = app.extensions["ess"]
+    evaluate_sites(portal, [3])
+    analyze(portal, [3], with_prophet=False)
+    return portal
+
+
+def test_overview_shows_a_recent_fault_episode_with_its_sos(duo: Any, judged: Any) -> None:
+    from services.analytics.summaries import get_lowest_sos_during, get_safety_overview
+    from services.protection.reads import get_episode_summary
+    from services.storage.dialect import to_epoch
+
+    site = judged.registry.get_site(3)
+    end = to_epoch(pd.Timestamp("2022-09-02T00:00:00+09:00").to_pydatetime())
+    summary = get_episode_summary(judged, 3, end)
+    fault = next(e for e in summary.recent if e["level"]["id"] == 2 and e["rack_id"])
+    low = get_lowest_sos_during(judged.app_db, site, fault["bank_id"], fault["rack_id"],
+                                to_epoch(pd.Timestamp(fault["start"]).to_pydatetime()),
+                                to_epoch(pd.Timestamp(fault["end"]).to_pydatetime()))
+    worst = get_safety_overview(judged.app_db, site).worst
+    assert low is not None and worst is not None and fault["start"].startswith("2022-09-01T18:0")
+    duo.driver.get(duo.server_url + "/")
+    card = duo.wait_for_element("#overview-episodes-3 .ess-episode", timeout=30)
+    text = css(duo, "#overview-episodes-3").text.replace(" ", "")  # inline spans: spacing is CSS margin
+    assert f"fault09-01{fault['start'][11:16]}" in text and f"SoS{low:.3f}" in text
+    assert f"rack{fault['rack_id']}" in text
+    sos_line = css(duo, "#site-card-3 .ess-sos-line").text
+    assert f"Worst SoS, last 24 h: {worst.value:.3f}" in sos_line and worst.time[:16].replace("T", " ") in sos_line
+    link = card.find_element(By.TAG_NAME, "a").get_attribute("href")
+    assert "/explorer?site=3&component=rack" in link and "start=2022-09-01T17:" in link
+    assert duo.get_logs() == []
+
+
+def test_explorer_chart_survives_a_resize_and_carries_limits_and_episodes(duo: Any, judged: Any) -> None:
+    duo.driver.set_window_size(1400, 1000)
+    duo.driver.get(duo.server_url + "/explorer?site=3&bank=1&rack=2&fields=rack_max_cell_voltage"
+                                    "&start=2022-09-01T17:00&end=2022-09-01T19:00")
+    graph = "document.querySelector('#explorer-graph .js-plotly-plot')"
+    names = wait_until(lambda: duo.driver.execute_script(
+        f"var g = {graph}; return g && g.layout && (g.layout.shapes || []).map(s => s.name)"), timeout=30,
+        what="the chart's shapes")
+    assert {"limit-warning", "limit-fault"} <= set(names) and "episode-fault" in names
+    geometry = ("var g = document.querySelector('#explorer-graph').getBoundingClientRect();"
+                "var b = document.querySelector('#explorer-download').getBoundingClientRect();"
+                "return [g.height, g.bottom, b.top, g.width];")
+    before = duo.driver.execute_script(geometry)
+    duo.driver.set_window_size(820, 1000)
+    wait_until(lambda: duo.driver.execute_script(geometry)[3] < before[3] - 200, what="the chart following the width")
+    time.sleep(1)  # let Plotly finish its resize
+    height, bottom, buttons_top, _width = duo.driver.execute_script(geometry)
+    assert height > 250 and bottom <= buttons_top, (before, height, bottom, buttons_top)
+    duo.driver.set_window_size(1400, 1000)
+    assert duo.get_logs() == []
+
+
+def english_fragments() -> set[str]:
+    """The English texts of the i18n table that differ from their Korean ones, cut at the
+    placeholders, that are long enough to be unambiguous (a word of 6+ letters or several
+    words): none of them may appear on a Korean page."""
+    out = set()
+    for en, ko in MESSAGES.values():
+        if en == ko:
+            continue
+        for part in re.split(r"\{[^}]*\}", en):
+            part = part.strip(" .,:;()·—–-!?'\"`/★")
+            letters = len(re.findall(r"[A-Za-z]", part))
+            if letters >= 6 and not re.fullmatch(r"[A-Z_0-9]+", part):
+                out.add(part)
+    return out
+
+
+def settled_text(duo: Any, ready: str) -> str:
+    """The page's visible text and its charts' SVG text once callbacks have stopped."""
+    duo.wait_for_element(ready, timeout=30)
+    quiet = 0
+    deadline = time.monotonic() + 30
+    while quiet < 6 and time.monotonic() < deadline:
+        busy = duo.driver.find_elements(By.CSS_SELECTOR, "._dash-loading-callback, .dash-default-spinner")
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.25)
+    return str(duo.driver.execute_script(
+        "return document.body.innerText + '\\n' + Array.from(document.querySelectorAll('svg text'))"
+        ".map(e => e.textContent).join('\\n');"))
+
+
+def test_korean_pages_hold_no_english_ui_strings(duo: Any, judged: Any) -> None:
+    fragments = english_fragments()
+    assert len(fragments) > 150 and "Newest row" in fragments and "Worst SoS, last 24 h" in fragments
+    duo.driver.get(duo.server_url + "/")
+    duo.driver.execute_script("localStorage.setItem('_dash_persistence.shell-lang.value.true', "
+                              "JSON.stringify(['ko', 'en']));")
+    rng = "site=3&bank=1&rack=2&start=2022-09-01T12:00&end=2022-09-02T00:00"
+    pages = [("/", "#overview-episodes-3"), ("/live?site=3", "#live-rack-1-2"),
+             (f"/explorer?{rng}&fields=rack_max_cell_voltage", "#explorer-graph .main-svg"),
+             (f"/safety?{rng}", "#safety-gauge-2"), (f"/forecasts?{rng}", "#forecasts-targets > *"),
+             (f"/alarms?{rng}", "#alarms-episodes"), (f"/downloads?{rng}", "#downloads-estimate table"),
+             ("/api-guide?site=3", "#api-example-0"), ("/no-such-page", f"#{ids.NOT_FOUND_TITLE}")]
+    found = {}
+    for path, ready in pages:
+        duo.driver.get(duo.server_url + path)
+        duo.wait_for_text_to_equal(f"#{ids.BRAND}", "ESS 포털", timeout=20)
+        text = settled_text(duo, ready)
+        found[path] = sorted(f for f in fragments if re.search(rf"(?<![A-Za-z_]){re.escape(f)}(?![A-Za-z_])", text))
+    assert found == {path: [] for path, _ in pages}
+    assert "페이지를 찾을 수 없습니다" in css(duo, f"#{ids.NOT_FOUND_TITLE}").text
+    assert [a.text for a in duo.driver.find_elements(By.CSS_SELECTOR, ".ess-not-found-links a")][:3] == [
+        "개요", "실시간", "데이터 탐색"]
+    duo.driver.execute_script("localStorage.removeItem('_dash_persistence.shell-lang.value.true');")
     assert duo.get_logs() == []

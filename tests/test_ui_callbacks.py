@@ -127,7 +127,7 @@ def test_a_bad_url_is_an_alert_with_the_defaults_shown(ctx: Any) -> None:
 
 
 def test_overview_has_a_card_per_site(ctx: Any, demo_env: DemoEnv) -> None:
-    cards, alert = page("overview").update_cards({"visit": True}, "en")
+    cards, alert = page("overview").update_cards({"visit": True}, 0, "en")
     rendered = text_of(cards)
     assert alert is None
     for sid in demo_env.sites:
@@ -198,7 +198,7 @@ def test_alarms_show_events_or_say_not_computed(ctx: Any, app: Any) -> None:
     with app.extensions["ess"].app_db.connect() as conn:
         evaluated = get_watermark(conn, 3, "rack") is not None
     if evaluated:
-        assert alert is None or "code-no_data" in text_of(alert)
+        assert alert is None or "code-no_events" in text_of(alert)
         assert all(set(row) >= {"time", "level", "code", "description"} for row in data)
     else:
         assert "code-not_computed" in text_of(alert) and data == []

@@ -272,8 +272,8 @@ def test_forecasts_show_the_backtest_honestly() -> None:
     assert "Backtest: 37 issue times, 2022-09-01 09:00 – 2022-09-01 15:06" in text_of(make_backtest_note(
         accuracy, period, "en"))
     assert "No model beats persistence" not in text_of(make_backtest_note(accuracy, period, "en"))
-    sos = {"ridge": {"mae": 0.0114, "mase": 0.9999, "count": 5}, "persistence": {"mae": 0.0114, "mase": 1.0, "count": 5},
-           "drift": {"mae": 0.02, "mase": 1.7, "count": 5}}
+    sos = {"ridge": {"mae": 0.0114, "mase": 0.9999, "count": 5},
+           "persistence": {"mae": 0.0114, "mase": 1.0, "count": 5}, "drift": {"mae": 0.02, "mase": 1.7, "count": 5}}
     assert "No model beats persistence here" in text_of(make_backtest_note(sos, period, "en"))
     day = make_day_ahead_figure({"values": {"time": ["2022-09-02T00:00:00+09:00"], "observed": [3.4], "ridge": [3.41],
                                             "daily_profile": [3.42], "lower": [3.3], "upper": [3.5]},

@@ -174,6 +174,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "live_room": ("Room sensors", "실내 센서"),
     "live_events": ("Newest events", "최신 이벤트"),
     "live_no_events": ("No events in the last hour.", "최근 1시간 동안 이벤트가 없습니다."),
+    "live_trend": ("Last 15 minutes across the racks", "최근 15분, 전체 랙"),
+    "live_trend_caption": ("The newest {minutes} minutes of data: the band spans the lowest to the highest rack, the "
+                           "line is their mean; dashed and solid lines are the protection map's warning and fault "
+                           "limits. Redrawn every 15 s.",
+                           "최근 {minutes}분 데이터: 띠는 가장 낮은 랙부터 가장 높은 랙까지, 선은 평균입니다. 점선과 "
+                           "실선은 보호 맵의 경고·고장 한계입니다. 15초마다 다시 그립니다."),
+    "trend_rack_max_cell_voltage": ("max cell voltage (V)", "최대 셀 전압 (V)"),
+    "trend_rack_min_cell_voltage": ("min cell voltage (V)", "최소 셀 전압 (V)"),
+    "trend_rack_cell_voltage_gap": ("cell voltage gap (V)", "셀 전압 편차 (V)"),
+    "trend_rack_max_cell_temperature": ("max cell temperature (°C)", "최고 셀 온도 (°C)"),
+    "trend_rack_min_cell_temperature": ("min cell temperature (°C)", "최저 셀 온도 (°C)"),
+    "trend_rack_cell_temperature_gap": ("cell temperature gap (°C)", "셀 온도 편차 (°C)"),
+    "trend_rack_current": ("rack current (A)", "랙 전류 (A)"),
+    "trend_rack_soc": ("rack SoC (%)", "랙 SoC (%)"),
     "level_ok": ("ok", "정상"),
     "level_warning": ("warning", "경고"),
     "level_fault": ("fault", "고장"),
