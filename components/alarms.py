@@ -67,7 +67,7 @@ def make_event_rows(events: Sequence[Mapping[str, Any]], lang: str) -> list[dict
                     "level": t(f"level_{LEVELS.get(level, 'warning')}"), "level_id": level, "code": code,
                     "bank": e.get("bank_id"), "rack": e.get("rack_id"),
                     "source": describe_sources(e.get("source"), lang),
-                    "value": format_measured(code, e.get("value")), "description": _text(e, lang)})
+                    "value": format_measured(code, e.get("value"), e.get("unit")), "description": _text(e, lang)})
     return out
 
 
@@ -86,7 +86,7 @@ def make_episode_rows(site_id: int, episodes: Sequence[Mapping[str, Any]], lang:
                     "level": t(f"level_{LEVELS.get(level, 'warning')}"), "level_id": level,
                     "code": _code_id(code), "bank": e.get("bank_id"), "rack": e.get("rack_id"),
                     "source": describe_sources(e.get("sources") or e.get("source"), lang),
-                    "peak": format_measured(_code_id(code), e.get("peak_value")),
+                    "peak": format_measured(_code_id(code), e.get("peak_value"), e.get("unit")),
                     "samples": e.get("sample_count"), "description": describe_code(code, lang),
                     "explore": f"[{t('explore_moment')}]({make_episode_url(site_id, e)})",
                     "open": "●" if e.get("open") else ""})

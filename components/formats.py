@@ -21,16 +21,16 @@ def format_age(seconds: float, lang: str) -> str:
     return f"{int(seconds)}{'초' if ko else ' s'}"
 
 
-def format_measured(code: int | None, value: Any) -> str:
+def format_measured(code: int | None, value: Any, unit: str | None = None) -> str:
     """An event's value or an episode's peak with the unit and decimals of what its error
-    code measures (`4.306 V`, `52.0 °C`); "" for no value and for flag-only codes (relay,
-    fuse, communication: their value is the flag, not a measurement)."""
+    code measures (`4.306 V`, `52.0 °C`; `unit` when the reading gives its own); "" for no
+    value and for flag-only codes (relay, fuse, communication: the value is the flag)."""
     if value is None or value == "":
         return ""
     measure = MEASURES.get(int(code)) if code is not None else None
     if measure is None:
-        return ""
-    return f"{float(value):.{measure.decimals}f} {measure.unit}"
+        return f"{float(value):g} {unit}" if unit else ""
+    return f"{float(value):.{measure.decimals}f} {unit or measure.unit}"
 
 
 def describe_code(code: Mapping[str, Any] | int | None, lang: str) -> str:

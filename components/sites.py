@@ -124,7 +124,7 @@ def make_episode_item(site_id: int, e: Mapping[str, Any], lang: str) -> html.Li:
                         html.Span(t("bank_rack", bank=e.get("bank_id"), rack=e.get("rack_id")) if e.get("rack_id")
                                   else t("bank_n", n=e.get("bank_id")), className="me-1 text-muted"),
                         html.Span(describe_code(code, lang), className="me-1")]
-    peak = format_measured(code.get("id") if isinstance(code, Mapping) else None, e.get("peak_value"))
+    peak = format_measured(code.get("id") if isinstance(code, Mapping) else None, e.get("peak_value"), e.get("unit"))
     if peak:
         parts.append(html.Span(t("peak_value", value=peak), className="me-1 text-muted"))
     if e.get("lowest_sos") is not None:

@@ -218,10 +218,11 @@ def update_sol(data: dict[str, Any], lang: str) -> Any:
         notes.append(dbc.Alert(t(key, **values), color="secondary", className="py-1 px-2 mb-1 small ess-sol-reason"))
     elif eol:
         notes.append(html.Div(t("eol_date", date=eol.isoformat()), className="small text-muted"))
-    if fit.get("fitted_days") is not None:
+    if fit.get("fitted_days") is not None:  # the analytics' own note (English) is the line's tooltip
         notes.append(html.Div(t("sol_fit", days=fit["fitted_days"], first=fit.get("first_date", "—"),
-                                last=fit.get("last_date", "—")), className="small text-muted"))
-    if fit.get("note"):
+                                last=fit.get("last_date", "—")), className="small text-muted ess-sol-fit",
+                              title=str(fit.get("note") or "")))
+    if fit.get("note") and lang != "ko":
         notes.append(html.Div([html.Span(t("sol_api_note") + " "), html.Q(str(fit["note"]))],
                               className="small text-muted ess-sol-note"))
     figure = make_sol_figure(rows, lang, today, eol, bank=state.bank, show_forecast=withheld is None)

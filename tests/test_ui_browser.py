@@ -266,8 +266,10 @@ def test_overview_shows_a_recent_fault_episode_with_its_sos(duo: Any, judged: An
     assert f"rack{fault['rack_id']}" in text
     sos_line = css(duo, "#site-card-3 .ess-sos-line").text
     assert f"Worst SoS, last 24 h: {worst.value:.3f}" in sos_line and worst.time[:16].replace("T", " ") in sos_line
-    link = card.find_element(By.TAG_NAME, "a").get_attribute("href")
-    assert "/explorer?site=3&component=rack" in link and "start=2022-09-01T17:" in link
+    links = [a.get_attribute("href") for a in duo.driver.find_elements(By.CSS_SELECTOR, "#overview-episodes-3 a")]
+    assert any(f"/explorer?site=3&component=rack&bank=1&rack={fault['rack_id']}&" in link
+               and "&start=2022-09-01T17:5" in link for link in links), links  # the Explorer at that moment
+    assert card.is_displayed()
     assert duo.get_logs() == []
 
 

@@ -347,6 +347,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "explore_moment": ("open in Explorer", "데이터 탐색에서 열기"),
     "source_threshold": ("threshold", "임계값"),
     "source_bms": ("BMS flag", "BMS 플래그"),
+    "source_bank": ("bank values", "뱅크 값"),
     # ----- downloads -----------------------------------------------------------------
     "downloads_title": ("Downloads", "다운로드"),
     "downloads_lead": ("Streamed CSV of any range, raw or de-identified; the size is estimated before you start.",
