@@ -26,17 +26,18 @@ sys.path.insert(0, str(ROOT))
 
 DAY = date(2022, 9, 1)
 PAGES = [  # (file name, path and query, CSS selector that must be present)
-    ("overview", "/", "#site-card-2"),
+    ("overview", "/", "#overview-episodes-2"),
     ("live", "/live?site=2", "#live-rack-1-1"),
-    ("explorer", "/explorer?site=1&component=rack&bank=1&rack=3&fields=rack_max_cell_voltage,rack_min_cell_voltage"
-                 "&start=2022-08-30T00:00&end=2022-09-02T15:06", "#explorer-graph .main-svg"),
-    ("safety", "/safety?site=2&bank=1&rack=2&start=2022-09-02T12:00&end=2022-09-02T15:06", "#safety-sos > *"),
+    ("explorer", "/explorer?site=2&component=rack&bank=1&rack=3&fields=rack_max_cell_voltage,rack_min_cell_voltage"
+                 "&start=2022-09-01T06:00&end=2022-09-02T15:06", "#explorer-graph .main-svg"),
+    ("safety", "/safety?site=2&bank=1&rack=2&start=2022-09-02T12:00&end=2022-09-02T15:06", "#safety-gauge-2"),
     ("forecasts", "/forecasts?site=2&bank=1&rack=2&start=2022-09-02T09:00&end=2022-09-02T15:06",
      "#forecasts-targets > *"),
     ("alarms", "/alarms?site=2&start=2022-08-30T00:00&end=2022-09-02T15:06", "#alarms-body"),
     ("downloads", "/downloads?site=2&types=bank,rack,etc&start=2022-09-01T00:00&end=2022-09-02T00:00",
      "#downloads-estimate > *"),
     ("api", "/api-guide?site=2", "#api-examples"),
+    ("not-found", "/no-such-page", "#not-found-title"),
 ]
 TABLET = [("live-tablet", "/live?site=2", "#live-rack-1-1", (820, 1180))]
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
