@@ -13,7 +13,7 @@ from dash import html
 from components import ids
 from services.core.i18n import DEFAULT_LANG, LANG_NAMES, get_translator
 
-CARRIED_PARAMS = ("site", "bank", "rack", "start", "end")  # kept when moving between pages
+CARRIED_PARAMS = ("site", "bank", "rack", "start", "end", "range")  # kept when moving between pages
 
 
 def make_lang_switch(value: str = DEFAULT_LANG) -> dbc.RadioItems:

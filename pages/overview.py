@@ -42,7 +42,8 @@ def layout(lang: str | None = None, **_query: str) -> html.Div:
         dcc.Store(id=ids.OVERVIEW.state, data={"visit": lang is not None}),
         dcc.Interval(id=ids.OVERVIEW_INTERVAL, interval=OVERVIEW_REFRESH_S * 1000, n_intervals=0),
         html.Div(id=ids.OVERVIEW_ALERT),
-        dcc.Loading(html.Div(id=ids.OVERVIEW_CARDS, className="ess-min-h"), delay_show=250),
+        # a slow first load shows a spinner; a 30-second refresh replaces the cards in place
+        dcc.Loading(html.Div(id=ids.OVERVIEW_CARDS, className="ess-min-h"), delay_show=1500),
     ])
 
 
