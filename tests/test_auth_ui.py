@@ -206,7 +206,7 @@ def test_explorer_deidentified(auth_env: AuthEnv, site: int) -> None:
         assert "explorer-scope-note" in rendered
         _, columns, _, alert = explorer.update_table(state(site), 0, "en")
         assert alert is None and [c["id"] for c in columns] == ["timestamp", "rack_soc"]
-        fig, _, alert = explorer.update_chart(state(site), "en")
+        fig, _, _, alert = explorer.update_chart(state(site), "en")
         assert alert is None and RACK_SENSITIVE not in text_of(fig.to_plotly_json())
         state_alone = explorer.update_chart(state(site, (RACK_SENSITIVE,)), "en")
         assert RACK_SENSITIVE not in text_of(state_alone[0].to_plotly_json())
@@ -236,7 +236,7 @@ def test_live_overview_and_api_pages_deidentified(auth_env: AuthEnv, site: int) 
     with signed_in(auth_env.on, "matrix-deidentified"):
         live = page("live").refresh(0, ViewState(site).to_store(), "en")
         assert_no_sensitive_name(text_of(list(live)))
-        cards, alert = page("overview").update_cards({"visit": True}, "en")
+        cards, alert = page("overview").update_cards({"visit": True}, 0, "en")
         assert alert is None
         assert_no_sensitive_name(text_of(cards))
         guide = text_of(page("api").layout(lang="en", site=str(site)))

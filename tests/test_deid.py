@@ -112,7 +112,7 @@ def test_ids_are_stable_and_equal_in_json_and_csv(client: Any, app: Any, demo_en
     resp = client.get(f"/api/ess/download/di/operating-sites/{site_id}/rack/?{RANGE}&bank-id=1")
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     assert resp.headers["Content-Disposition"] == (
-        f'attachment; filename="di_site{site_id}_rack_20220901T130000_20220901T130003.csv"')
+        f'attachment; filename="di_site{site_id}_rack_bank1_20220901T130000_20220901T130003.csv"')
     rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True))))
     assert rows[0] == list(first[0])
     assert len(rows) == len(first) + 1

@@ -145,7 +145,7 @@ def test_site_database_goes_away_and_comes_back(faults: FaultEnv) -> None:
         assert "unavailable" not in by_id[2] and by_id[2]["components"]["rack"]["last_timestamp"]
         with faults.app.test_request_context("/"):  # the Overview: a card per site, the lost one says so
             overview = importlib.import_module("pages.overview")  # as Dash Pages registered it
-            cards, alert = overview.update_cards({"visit": True}, "en")
+            cards, alert = overview.update_cards({"visit": True}, 0, "en")
         rendered, said = _text(cards), _text(alert)
         assert "site-card-1" in rendered and "site-card-2" in rendered
         assert rendered.count("A database is unreachable") == 1 and "A database is unreachable" in said

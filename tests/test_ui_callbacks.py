@@ -61,7 +61,7 @@ def test_the_dash_app_validates_its_wiring(app: Any, client: Any) -> None:
 
 def test_explorer_chart_is_downsampled_min_max_per_bucket(ctx: Any, backend: str) -> None:
     explorer = page("explorer")
-    fig, caption, alert = explorer.update_chart(rack_state(site_id_for(backend, 2)), "en")
+    fig, _box, caption, alert = explorer.update_chart(rack_state(site_id_for(backend, 2)), "en")
     assert alert is None
     assert "1440 buckets of 1 min" in caption
     high, low, mean = fig.data[0], fig.data[1], fig.data[2]
@@ -74,7 +74,7 @@ def test_explorer_short_range_is_raw_and_the_table_matches_the_api(ctx: Any, cli
     explorer = page("explorer")
     sid = site_id_for(backend, 2)
     state = rack_state(sid, ("rack_soc", "rack_max_cell_voltage"), "2022-09-01T10:00", "2022-09-01T10:10")
-    fig, caption, alert = explorer.update_chart(state, "en")
+    fig, _box, caption, alert = explorer.update_chart(state, "en")
     assert alert is None and "600 samples" in caption and len(fig.data) == 2
     data, columns, page_count, alert = explorer.update_table(state, 1, "en")
     assert alert is None and page_count == 24 and [c["id"] for c in columns] == ["timestamp", "rack_soc",
@@ -93,7 +93,7 @@ def test_explorer_chart_equals_the_api_link_it_shows(ctx: Any, client: Any, back
     explorer = page("explorer")
     sid = site_id_for(backend, 1)
     view = ViewState(sid, 1, 1, "rack", ("rack_max_cell_voltage",), "2022-09-01T05:00:13", "2022-09-01T19:59:47")
-    fig, caption, alert = explorer.update_chart(view.to_store(), "en")
+    fig, _box, caption, alert = explorer.update_chart(view.to_store(), "en")
     assert alert is None and "900 buckets of 1 min" in caption
     link = make_stats_url(view, view.fields, 60)
     assert link in text_of(explorer.make_links(view, "en", False, ""))
@@ -111,7 +111,7 @@ def test_explorer_chart_equals_the_api_link_it_shows(ctx: Any, client: Any, back
     (rack_state(1, start="2022-08-01T00:00", end="2022-08-02T00:00"), "no_data"),
 ])
 def test_explorer_problems_are_alerts_not_empty_charts(ctx: Any, state: dict[str, Any], code: str) -> None:
-    fig, _caption, alert = page("explorer").update_chart(state, "en")
+    fig, _box, _caption, alert = page("explorer").update_chart(state, "en")
     assert f"code-{code}" in text_of(alert)
     assert fig.layout.annotations[0].text == "Nothing to draw"
     if code == "no_data":
